@@ -1,0 +1,5 @@
+import sys
+
+from molab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""Transformers causal LMs: built from a small config, or loaded from a local path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, LlamaConfig
+
+IGNORE = -100  # label of positions that carry no loss (prompt and padding)
+
+
+def build_model(cfg, tokenizer, max_len: int):
+    """A fresh causal LM of the architecture and size `cfg` (a ModelConfig) names."""
+    common = dict(vocab_size=len(tokenizer), hidden_size=cfg.width, num_hidden_layers=cfg.depth,
+                  num_attention_heads=cfg.heads, intermediate_size=4 * cfg.width,
+                  max_position_embeddings=max_len, tie_word_embeddings=True,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                  bos_token_id=None)
+    if cfg.architecture == "llama":
+        config = LlamaConfig(num_key_value_heads=cfg.heads, **common)
+    else:
+        config = GPTNeoXConfig(rotary_pct=1.0, use_parallel_residual=False, **common)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+
+
+def load(path: str | Path, dropout: float | None = None):
+    """Model and tokenizer saved with `save_pretrained` at `path`."""
+    kwargs = {}
+    if dropout is not None:
+        kwargs["attention_dropout"] = dropout
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None) -> dict[str, torch.Tensor]:
+    """Batch (prompt, answer) pairs for causal-LM training; loss falls on the answer and its eos.
+
+    Sequences are right-padded to `length` (or the longest in the batch). Returns tensors of
+    shape (batch, length): input_ids, attention_mask, labels.
+    """
+    prompts = tokenizer([p for p, _ in examples], add_special_tokens=False).input_ids
+    answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
+    seqs = [p + a + [tokenizer.eos_token_id] for p, a in zip(prompts, answers)]
+    length = length or max(map(len, seqs))
+    ids = torch.full((len(seqs), length), tokenizer.pad_token_id)
+    labels = torch.full((len(seqs), length), IGNORE)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, (p, s) in enumerate(zip(prompts, seqs)):
+        s = s[:length]
+        ids[i, :len(s)] = torch.tensor(s)
+        labels[i, len(p):len(s)] = torch.tensor(s[len(p):])
+        mask[i, :len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 256) -> list[str]:
+    """Greedy answers to `prompts`. Prompts are grouped by token length, so no padding is needed
+    and any causal LM behaves exactly as it would on one prompt at a time."""
+    was_training = model.training
+    model.eval()
+    ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    answers: list[str] = [""] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, seq in enumerate(ids):
+        by_length.setdefault(len(seq), []).append(i)
+    for length, members in by_length.items():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start:start + batch_size]
+            batch = torch.tensor([ids[i] for i in chunk])  # (batch, length)
+            out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id)
+            for i, row in zip(chunk, out[:, length:].tolist()):
+                if tokenizer.eos_token_id in row:
+                    row = row[:row.index(tokenizer.eos_token_id)]
+                answers[i] = tokenizer.decode(row, skip_special_tokens=True)
+    model.train(was_training)
+    return answers

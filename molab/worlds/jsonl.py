@@ -1,0 +1,85 @@
+"""Task worlds written elsewhere: one problem per line of a JSONL file.
+
+Each line is an object with `prompt`, `honest`, `sycophantic` (the overseer's answer; strings),
+`difficulty` (a number) and optionally `split` ("train" or "diagnostic"). Lines without a split
+go to the diagnostic set when a stable hash of their prompt says so (one in five).
+
+    {"prompt": "57+68=", "honest": "125", "sycophantic": "25", "difficulty": 2, "split": "diagnostic"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from molab.worlds.problem import Problem
+
+
+class WorldFileError(ValueError):
+    """A missing or garbled world file; the message starts with `file:line`."""
+
+
+def _field(row: dict, name: str, where: str, types_: tuple, what: str):
+    if name not in row:
+        raise WorldFileError(f"{where}: missing field '{name}'")
+    value = row[name]
+    if isinstance(value, bool) or not isinstance(value, types_):
+        raise WorldFileError(f"{where}: field '{name}' must be {what}, got {value!r}")
+    return value
+
+
+def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
+    """Read a JSONL world file into (train, diagnostic) problems."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorldFileError(f"{path}:0: no such file")
+    train, diagnostic = [], []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise WorldFileError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise WorldFileError(f"{where}: expected a JSON object")
+            p = Problem(
+                prompt=_field(row, "prompt", where, (str,), "a string"),
+                honest=_field(row, "honest", where, (str,), "a string"),
+                sycophantic=_field(row, "sycophantic", where, (str,), "a string"),
+                difficulty=_field(row, "difficulty", where, (int, float), "a number"),
+            )
+            split = row.get("split")
+            if split is None:
+                split = "diagnostic" if hashlib.sha256(p.prompt.encode()).digest()[0] % 5 == 0 else "train"
+            if split not in ("train", "diagnostic"):
+                raise WorldFileError(f"{where}: field 'split' must be 'train' or 'diagnostic', got {split!r}")
+            (train if split == "train" else diagnostic).append(p)
+    if not train or not diagnostic:
+        raise WorldFileError(f"{path}:0: needs both train and diagnostic problems "
+                             f"(found {len(train)} train, {len(diagnostic)} diagnostic)")
+    return train, diagnostic
+
+
+class JsonlWorld:
+    def __init__(self, path: str | Path):
+        self.train, self._diagnostic = read_jsonl(path)
+
+    def alphabet(self) -> str:
+        return "".join(sorted({c for p in self.train + self._diagnostic for s in (p.prompt, p.honest, p.sycophantic)
+                               for c in s}))
+
+    def diagnostic(self) -> list[Problem]:
+        return list(self._diagnostic)
+
+    def stream(self, rng: random.Random, digits=None, operations=None) -> Iterator[Problem]:
+        """The train problems in a fresh random order, again and again."""
+        while True:
+            order = list(self.train)
+            rng.shuffle(order)
+            yield from order
