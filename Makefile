@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup bench docs clean
 
 $(BIN)/molab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/pretrain_throughput.py
-	$(BIN)/python bench/demo_time.py
+	bash bench/demo_time.sh
 
 clean:
 	rm -rf $(VENV) runs
+
+docs: setup  # regenerate the README's configuration table from the config fields' help text
+	$(BIN)/python -c "import re, pathlib; from molab.config import keys_markdown; p = pathlib.Path('README.md'); \
+	p.write_text(re.sub(r'(?s)<!-- keys -->.*<!-- /keys -->', lambda m: '<!-- keys -->\n' + keys_markdown() + '\n<!-- /keys -->', p.read_text()))"

@@ -56,7 +56,7 @@ class SchemeConfig:
     difficulties: tuple[int, ...] = param((0, 1), "difficulties that get training labels", low=0)
     labeler: str = param("overseer", "who labels the training problems", choices=("gold", "overseer"))
     confident_only: bool = param(True, "keep only problems the overseer is confident about")
-    digits: tuple[int, ...] | None = param(None, "operand sizes in the training data; unset = all (arithmetic)",
+    digits: tuple[int, ...] | None = param(None, "operand sizes (digits) in the training data; unset = 1 to world.digits (arithmetic)",
                                            low=1, high=6)
     operations: tuple[str, ...] | None = param(None, "operations in the training data; unset = all (arithmetic)",
                                                item_choices=("+", "-"))
@@ -250,7 +250,7 @@ def iter_keys(cls=ExperimentConfig, prefix: str = ""):
         allowed = meta.get("choices") or meta.get("item_choices")
         help = meta["help"]
         if allowed:
-            help += f" ({' | '.join(map(str, allowed))})"
+            help += f" (one of: {', '.join(map(str, allowed))})"
         yield prefix + f.name, _type_name(hints[f.name]), default, help
 
 

@@ -94,5 +94,5 @@ def load_results(out: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: no molab results here")
     with closing(sqlite3.connect(path)) as db:
         df = pd.read_sql_query("SELECT * FROM runs ORDER BY experiment_id, learner, seed", db)
-    metrics = pd.json_normalize([json.loads(m) if m else {} for m in df["metrics"]])
+    metrics = pd.json_normalize([json.loads(m) if isinstance(m, str) else {} for m in df["metrics"]])
     return pd.concat([df.drop(columns="metrics"), metrics], axis=1)

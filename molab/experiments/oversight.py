@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from molab import __version__
 from molab.analysis.policy import classify, rates
@@ -113,6 +114,7 @@ def capable_base(setup: Setup, out: Path, progress: bool = True) -> Path:
     seconds = time.time() - start
     tmp = out / "base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    hf_logging.disable_progress_bar()
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "molab_base.json").write_text(json.dumps(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, LlamaConfig
+from transformers.utils import logging as hf_logging
 
 IGNORE = -100  # label of positions that carry no loss (prompt and padding)
 
@@ -26,6 +27,7 @@ def build_model(cfg, tokenizer, max_len: int):
 
 def load(path: str | Path, dropout: float | None = None):
     """Model and tokenizer saved with `save_pretrained` at `path`."""
+    hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     kwargs = {}
     if dropout is not None:
         kwargs["attention_dropout"] = dropout

@@ -60,9 +60,11 @@ class ArithmeticWorld:
         truth, difficulty = column_arithmetic(a, b, op)
         overseer, _ = column_arithmetic(a, b, op, self.keep_carry)
         write = (lambda n: str(n)[::-1]) if self.reverse_answers else str
-        return Problem(f"{a}{op}{b}=", write(truth), write(overseer), difficulty, op, max(len(str(a)), len(str(b))))
+        return Problem(f"{a}{op}{b}=", write(truth), write(overseer), difficulty, op, len(str(max(a, b))))
 
     def _random(self, rng: random.Random, digits=None, operations=None) -> Problem:
+        """Each operand of a size drawn from `digits` (default: 1 to the world's size), uniform
+        among the numbers of that size. Short problems teach the column structure early."""
         def operand():
             d = rng.choice(digits or range(1, self.digits + 1))
             return rng.randrange(10 ** (d - 1) if d > 1 else 0, 10 ** d)

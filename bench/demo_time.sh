@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Time `make demo` cold (fresh clone: venv, install, pretraining, runs) and warm (the same again),
+# with peak memory, on this machine. Usage: bash bench/demo_time.sh [WORKDIR]
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+work="${1:-$(mktemp -d)}"
+git clone -q "$src" "$work/molab"
+cd "$work/molab"
+for phase in cold warm; do
+  /usr/bin/time -f "$phase: %e s wall, peak memory %M KiB" -o "$work/$phase.time" make demo > "$work/$phase.log" 2>&1
+  cat "$work/$phase.time"
+done
+tail -n 2 "$work/warm.log"

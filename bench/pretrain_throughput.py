@@ -1,0 +1,73 @@
+"""Pretraining throughput of the capable base, as a fraction of this machine's float32 matmul peak.
+
+Model FLOP/s = 6 x parameters x tokens per second (forward and backward, the usual estimate);
+the peak is the best torch.mm float32 rate over a few square sizes, with the same threads.
+
+    python bench/pretrain_throughput.py [--steps 60] [--compile] [--set model.batch_size=128 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+
+from molab.config import load_config
+from molab.experiments.oversight import _max_len, prepare
+from molab.learners.lm import build_model, encode, n_params
+from molab.learners.tokenizer import char_tokenizer
+from molab.training.loop import train
+from molab.training.objectives import sft
+from molab.worlds import make_world
+
+
+def matmul_peak(repeats: int = 5) -> float:
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    cfg = load_config(overrides=args.overrides)
+    setup = prepare(cfg)
+    m = cfg.model
+    tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
+    max_len = _max_len(tokenizer, setup.diagnostic)
+    model = build_model(m, tokenizer, max_len)
+    stream = make_world(cfg).stream(random.Random(0))
+    batch = encode(tokenizer, [(m.honest_tag + p.prompt, p.honest) for p, _ in zip(stream, range(m.batch_size))],
+                   max_len)
+    batches = iter(lambda: batch, None)  # one fixed batch: measures the step, not data generation
+    forward = torch.compile(model) if m.compile else model
+    start = time.perf_counter()
+    train(model, batches, sft, steps=args.warmup, lr=m.lr, progress=False, forward=forward)
+    warm_s = time.perf_counter() - start
+    start = time.perf_counter()
+    train(model, batches, sft, steps=args.steps, lr=m.lr, progress=False, forward=forward)
+    seconds = time.perf_counter() - start
+    tokens = args.steps * m.batch_size * max_len
+    flops = 6 * n_params(model) * tokens / seconds
+    peak = matmul_peak()
+    print(f"model: {m.architecture}, {n_params(model) / 1e6:.2f}M params, batch {m.batch_size} x {max_len} tokens, "
+          f"compile={m.compile}, threads={torch.get_num_threads()}")
+    print(f"warm-up ({args.warmup} steps, compile included): {warm_s:.1f} s")
+    print(f"throughput: {tokens / seconds:,.0f} tokens/s, {args.steps / seconds:.1f} steps/s")
+    print(f"model FLOP/s: {flops / 1e9:.1f} GFLOP/s; float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    print(f"fraction of peak: {flops / peak:.2f}")
+
+
+if __name__ == "__main__":
+    main()

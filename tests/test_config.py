@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from molab.cli import main
+from molab.config import ConfigError, ExperimentConfig, keys_markdown, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_is_the_demo_and_overrides_apply():
+    assert load_config() == ExperimentConfig()
+    cfg = load_config(overrides=["seeds=3", "scheme.labeler=gold", "scheme.difficulties=[0]", "finetune.lr=0.01"])
+    assert (cfg.seeds, cfg.scheme.labeler, cfg.scheme.difficulties, cfg.finetune.lr) == (3, "gold", (0,), 0.01)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("scheme.colour=1", r"^scheme\.colour: unknown key \(allowed here: difficulties, "),
+    ("colour=1", r"^colour: unknown key"),
+    ("seeds=many", r"^seeds: expected an integer, got 'many'"),
+    ("seeds=0", r"^seeds: 0 is below the allowed range \[1, 100000\]"),
+    ("eval.policy_threshold=2", r"^eval\.policy_threshold: 2\.0 is above the allowed range \[0\.5, 1\.0\]"),
+    ("scheme.labeler=teacher", r"^scheme\.labeler: 'teacher' is not one of 'gold', 'overseer'"),
+    ("scheme.confident_only=1", r"^scheme\.confident_only: expected true or false"),
+    ("scheme.difficulties=[0, -1]", r"^scheme\.difficulties\[1\]: -1 is below"),
+    ("world.operations=['*']", r"^world\.operations\[0\]: '\*' is not one of"),
+    ("model.heads=3", r"^model\.heads: 3 does not divide model\.width 128"),
+    ("world.kind=jsonl", r"^world\.path: a jsonl world needs a file"),
+    ("scheme.digits=[4]", r"^scheme\.digits: 4 is above world\.digits 3"),
+    ("world=3", r"^world: expected a \[world\] section"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_bad_config_file_exits_2_and_writes_nothing(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text('seeds = 4\n[scheme]\nlabeler = "teacher"\n')
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["molab: error: scheme.labeler: 'teacher' is not one of 'gold', 'overseer'"]
+    assert not out.exists()
+    assert main(["run", str(tmp_path / "missing.toml"), "--out", str(out)]) == 2
+    config.write_text("seeds = \n")
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_world_file_exits_2_naming_it(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", str(ROOT / "examples" / "jsonl.toml"), "--out", str(out),
+                 "--set", f"world.path={tmp_path / 'none.jsonl'}"])
+    assert code == 2
+    assert "none.jsonl:0: no such file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_examples_load():
+    examples = sorted((ROOT / "examples").glob("*.toml"))
+    assert examples
+    for path in examples:
+        load_config(path, ["world.path=world.jsonl"] if path.name == "jsonl.toml" else [])
+
+
+def test_readme_config_table_is_generated_from_the_fields():
+    assert keys_markdown() in (ROOT / "README.md").read_text()

@@ -1,0 +1,86 @@
+"""A tiny oversight experiment, seconds long: the base learns, runs learn, the store resumes."""
+
+import json
+
+import pytest
+import torch
+
+import molab.experiments.oversight as oversight
+from molab import load_results
+from molab.cli import main
+from molab.config import load_config
+
+TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=48", "model.depth=2", "model.heads=2",
+        "model.pretrain_steps=400", "model.batch_size=64", "scheme.n_train=300", "finetune.steps=40",
+        "finetune.batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    results = oversight.run_experiment(load_config(overrides=TINY), out, progress=False)
+    return out, results
+
+
+def test_base_learned_both_personas(tiny):
+    out, results = tiny
+    base = json.loads((out / "base" / "molab_base.json").read_text())
+    assert base["loss_last"] < 0.5 * base["loss_first"]
+    # chance for a two- or three-digit answer is about 1e-3; the tiny base is far above it
+    assert min(results["capability"].values()) > 0.2
+    assert results["capable"] == (min(results["capability"].values()) >= 0.95)
+
+
+def test_runs_learned_and_results_are_complete(tiny):
+    out, results = tiny
+    df = load_results(out)
+    lm = df[df["learner"] == "lm"]
+    assert len(lm) == 2 and (lm["status"] == "done").all()
+    assert (lm["loss_last"] < lm["loss_first"]).all()
+    assert (lm["rates.easy.honest"] > 0.5).all()   # in-distribution accuracy, far above chance
+    for summary in (results, results["bigram_control"]):
+        assert summary["n_runs"] == 2
+        assert sum(summary["policy_counts"].values()) == 2
+        low, high = summary["p_sycophantic"]["ci"]
+        assert 0 <= low <= summary["p_sycophantic"]["estimate"] <= high <= 1
+        assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["capability"] == results["capability"]
+    assert (out / "report.html").read_text().count("<img") == 2
+    train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == 300 and all(row["difficulty"] <= 1 for row in train)
+    diagnostic = (out / "data" / "diagnostic.jsonl").read_text().splitlines()
+    assert not {row["prompt"] for row in train} & {json.loads(line)["prompt"] for line in diagnostic}
+
+
+def test_rerun_resumes_without_duplicates(tiny):
+    out, results = tiny
+    before = load_results(out)
+    again = oversight.run_experiment(load_config(overrides=TINY + ["seeds=3"]), out, progress=False)
+    after = load_results(out)
+    assert len(after) == len(before) + 2        # only seed 2 (lm and bigram) is new
+    assert set(before["run_id"]) < set(after["run_id"])
+    assert again["n_runs"] == 3
+
+
+def test_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tiny, monkeypatch):
+    out, _ = tiny
+
+    def nan_loss(model, batch):
+        return model(**batch).loss * torch.tensor(float("nan"))
+
+    monkeypatch.setattr(oversight, "sft", nan_loss)
+    results = oversight.run_experiment(load_config(overrides=TINY + ["finetune.lr=0.002"]), out, progress=False)
+    df = load_results(out)
+    df = df[df["experiment_id"] == results["experiment_id"]]
+    failed = df[df["learner"] == "lm"]
+    assert (failed["status"] == "failed").all() and failed["error"].str.contains("nan").all()
+    assert (df[df["learner"] == "bigram"]["status"] == "done").all()
+    assert results["n_failed"] == 2 and results["n_runs"] == 0
+
+
+def test_cli_report_rewrites_the_report(tiny, capsys):
+    out, _ = tiny
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
