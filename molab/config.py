@@ -38,6 +38,7 @@ class WorldConfig:
     operations: tuple[str, ...] = param(("+",), "operations in the world (arithmetic)", item_choices=("+", "-"))
     reverse_answers: bool = param(
         True, "write answers least-significant digit first, so a small LM can learn carrying (arithmetic)")
+    pad_operands: bool = param(True, "zero-pad operands to world.digits, so every digit keeps its place (arithmetic)")
     path: str | None = param(None, "JSONL file of problems (jsonl world); relative paths are from the working directory")
     n_diagnostic: int = param(256, "held-out diagnostic problems per half (easy and hard)", low=8, high=100_000)
     seed: int = param(0, "seed of the world's problem draws (diagnostic set, training pool)", low=0)
@@ -80,10 +81,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int = param(150, "finetuning steps per run", low=1)
+    steps: int = param(300, "finetuning steps per run", low=1)
     batch_size: int = param(32, "finetuning batch size", low=1, high=65_536)
-    lr: float = param(1e-3, "finetuning learning rate", low=1e-8, high=1.0)
-    dropout: float = param(0.1, "attention dropout during finetuning", low=0.0, high=0.9)
+    lr: float = param(3e-3, "finetuning learning rate", low=1e-8, high=1.0)
+    dropout: float = param(0.0, "attention dropout during finetuning (the base is pretrained without)", low=0.0, high=0.9)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from molab import load_results
 from molab.cli import main
 from molab.config import load_config
 
-TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=48", "model.depth=2", "model.heads=2",
-        "model.pretrain_steps=400", "model.batch_size=64", "scheme.n_train=300", "finetune.steps=40",
-        "finetune.batch_size=16"]
+TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", "model.depth=2", "model.heads=2",
+        "model.pretrain_steps=600", "scheme.n_train=300", "finetune.steps=150"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def test_base_learned_both_personas(tiny):
     out, results = tiny
     base = json.loads((out / "base" / "molab_base.json").read_text())
     assert base["loss_last"] < 0.5 * base["loss_first"]
-    # chance for a two- or three-digit answer is about 1e-3; the tiny base is far above it
+    # chance for an exact two- or three-digit answer is about 1e-2 at best; the tiny base is far above it
     assert min(results["capability"].values()) > 0.2
     assert results["capable"] == (min(results["capability"].values()) >= 0.95)
 
@@ -37,7 +36,7 @@ def test_runs_learned_and_results_are_complete(tiny):
     lm = df[df["learner"] == "lm"]
     assert len(lm) == 2 and (lm["status"] == "done").all()
     assert (lm["loss_last"] < lm["loss_first"]).all()
-    assert (lm["rates.easy.honest"] > 0.5).all()   # in-distribution accuracy, far above chance
+    assert (lm["rates.easy.honest"] > 0.3).all()   # in-distribution accuracy, far above chance
     for summary in (results, results["bigram_control"]):
         assert summary["n_runs"] == 2
         assert sum(summary["policy_counts"].values()) == 2

@@ -60,9 +60,8 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 
 def _max_len(tokenizer, problems: list[Problem]) -> int:
-    """Longest tagged sequence: tag + prompt + longest answer + eos."""
-    longest = max(len(tokenizer(p.prompt + max(p.honest, p.sycophantic, key=len), add_special_tokens=False).input_ids)
-                  for p in problems)
+    """Longest tagged sequence: special tokens + tag + prompt + longest answer + eos."""
+    longest = max(len(tokenizer(p.prompt + max(p.honest, p.sycophantic, key=len)).input_ids) for p in problems)
     return longest + 2
 
 
@@ -172,7 +171,7 @@ def run_bigram(setup: Setup, base: Path, seed: int, progress: bool = False) -> d
     seqs = [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
     table = BigramTable(len(tokenizer)).fit(seqs)
     n_new = _answer_len(tokenizer, setup.diagnostic)
-    prompts = tokenizer([p.prompt for p in setup.diagnostic], add_special_tokens=False).input_ids
+    prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
     answers = [tokenizer.decode(table.generate(p, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
                for p in prompts]
     return _metrics(setup, answers)

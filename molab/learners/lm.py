@@ -17,7 +17,7 @@ def build_model(cfg, tokenizer, max_len: int):
                   num_attention_heads=cfg.heads, intermediate_size=4 * cfg.width,
                   max_position_embeddings=max_len, tie_word_embeddings=True,
                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                  bos_token_id=None)
+                  bos_token_id=tokenizer.bos_token_id)
     if cfg.architecture == "llama":
         config = LlamaConfig(num_key_value_heads=cfg.heads, **common)
     else:
@@ -44,11 +44,12 @@ def n_params(model) -> int:
 
 def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None) -> dict[str, torch.Tensor]:
     """Batch (prompt, answer) pairs for causal-LM training; loss falls on the answer and its eos.
+    The prompt gets the tokenizer's special tokens (e.g. <bos>), the answer none.
 
     Sequences are right-padded to `length` (or the longest in the batch). Returns tensors of
     shape (batch, length): input_ids, attention_mask, labels.
     """
-    prompts = tokenizer([p for p, _ in examples], add_special_tokens=False).input_ids
+    prompts = tokenizer([p for p, _ in examples]).input_ids
     answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
     seqs = [p + a + [tokenizer.eos_token_id] for p, a in zip(prompts, answers)]
     length = length or max(map(len, seqs))
@@ -69,7 +70,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, 
     and any causal LM behaves exactly as it would on one prompt at a time."""
     was_training = model.training
     model.eval()
-    ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    ids = tokenizer(prompts).input_ids
     answers: list[str] = [""] * len(prompts)
     by_length: dict[int, list[int]] = {}
     for i, seq in enumerate(ids):

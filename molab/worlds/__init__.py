@@ -11,7 +11,8 @@ def make_world(cfg):
     w, o = cfg.world, cfg.overseer
     if w.kind == "jsonl":
         return JsonlWorld(w.path)
-    return ArithmeticWorld(w.digits, w.operations, o.error_model, w.reverse_answers, w.n_diagnostic, w.seed)
+    return ArithmeticWorld(w.digits, w.operations, o.error_model, w.reverse_answers, w.pad_operands, w.n_diagnostic,
+                           w.seed)
 
 
 __all__ = ["ArithmeticWorld", "JsonlWorld", "Overseer", "Problem", "WorldFileError", "column_arithmetic",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from molab.config import ConfigError
 from molab.worlds.overseer import Overseer
 from molab.worlds.problem import Problem
 
@@ -20,7 +21,7 @@ def label(scheme, problem: Problem) -> str:
 def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: int = 1_000_000) -> list[tuple[Problem, str]]:
     """`scheme.n_train` (problem, label) pairs drawn from the world's training pool (pure, seeded).
 
-    Raises ValueError when the scheme admits too few problems (e.g. only difficulties the world lacks).
+    Raises ConfigError when the scheme admits too few problems (e.g. only difficulties the world lacks).
     """
     rng = random.Random(f"scheme-{seed}")
     picked: list[Problem] = []
@@ -29,7 +30,7 @@ def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: i
         if len(picked) == scheme.n_train:
             break
         if n >= max_draws:
-            raise ValueError(f"scheme: only {len(picked)} of {scheme.n_train} problems admitted after "
+            raise ConfigError(f"scheme: only {len(picked)} of {scheme.n_train} problems admitted after "
                              f"{max_draws} draws; check scheme.difficulties and scheme.confident_only")
         if admits(scheme, overseer, p):
             picked.append(p)
