@@ -83,3 +83,21 @@ def test_cli_report_rewrites_the_report(tiny, capsys):
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file()
+
+
+def test_local_checkpoint_as_base(tiny, tmp_path):
+    """`base = PATH` loads any local causal LM and tokenizer instead of pretraining one."""
+    out, results = tiny
+    cfg = load_config(overrides=TINY + ["seeds=1", f"base={out / 'base'}"])
+    again = oversight.run_experiment(cfg, tmp_path, progress=False)
+    assert not (tmp_path / "base").exists()
+    assert again["capability"] == results["capability"]   # the same weights, checked the same way
+    assert again["n_runs"] == 1 and again["bigram_control"]["n_runs"] == 1
+
+
+def test_python_dash_m_molab_works():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "molab", "run", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--set KEY=VALUE" in done.stdout

@@ -22,16 +22,21 @@ def build_model(cfg, tokenizer, max_len: int):
         config = LlamaConfig(num_key_value_heads=cfg.heads, **common)
     else:
         config = GPTNeoXConfig(rotary_pct=1.0, use_parallel_residual=False, **common)
-    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").to(device())
+
+
+def device() -> torch.device:
+    """The accelerator when there is one, else the CPU (asked at call time, never at import)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load(path: str | Path, dropout: float | None = None):
-    """Model and tokenizer saved with `save_pretrained` at `path`."""
+    """Model (on `device()`) and tokenizer saved with `save_pretrained` at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     kwargs = {}
     if dropout is not None:
         kwargs["attention_dropout"] = dropout
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs).to(device())
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -78,7 +83,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, 
     for length, members in by_length.items():
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
-            batch = torch.tensor([ids[i] for i in chunk])  # (batch, length)
+            batch = torch.tensor([ids[i] for i in chunk], device=model.device)  # (batch, length)
             out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=max_new_tokens,
                                  do_sample=False, eos_token_id=tokenizer.eos_token_id,
                                  pad_token_id=tokenizer.pad_token_id)

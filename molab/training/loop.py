@@ -20,6 +20,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     cosine decay, clipping gradients at 1. `forward` is the (possibly compiled) module the
     objective calls; it defaults to `model`. Returns the loss of every step."""
     forward = forward or model
+    device = next(model.parameters()).device
     warmup = warmup if warmup is not None else max(1, steps // 20)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -28,7 +29,8 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     for step in bar:
-        loss = objective(forward, next(batches))
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        loss = objective(forward, batch)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         loss.backward()
