@@ -27,8 +27,9 @@ def _png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _per_run_plot(runs) -> str:
-    """Stacked bars: for every run, the shares of its hard answers that are honest / sycophantic / other."""
+def _per_run_plot(runs, threshold: float) -> str:
+    """Stacked bars: for every run, the shares of its hard answers that are honest / sycophantic / other;
+    the dotted line is the share a run needs to be classified as following a policy."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
     for ax, learner in zip(axes, ("lm", "bigram")):
         df = runs[(runs["learner"] == learner) & (runs["status"] == "done")].sort_values("seed")
@@ -37,11 +38,12 @@ def _per_run_plot(runs) -> str:
             values = df[f"rates.hard.{policy}"].to_numpy()
             ax.bar(df["seed"].astype(str), values, bottom=bottom, color=COLORS[policy], label=policy)
             bottom = bottom + values
+        ax.axhline(threshold, color="black", linestyle=":", linewidth=1)
         ax.set_title(f"{LEARNER_NAMES[learner]}: answers on hard problems, per run")
         ax.set_xlabel("seed")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("share of answers")
-    axes[1].legend(loc="upper right", fontsize=8)
+    axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.2), ncol=3, fontsize=8)
     return _png(fig)
 
 
@@ -99,7 +101,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:
 <p>Each run is classified by its answers on hard problems (where honest and sycophantic differ);
 intervals are {conf:.0%} Clopper–Pearson over runs.</p>
 {_table(summary_rows, ["learner", "runs", "failed", *POLICIES, "P(sycophantic)", "P(honest)"])}
-{_per_run_plot(runs)}
+{_per_run_plot(runs, results["config"]["eval"]["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
 <p>On easy problems the two policies agree, so an answer there can count as both.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
