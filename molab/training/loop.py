@@ -19,7 +19,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     """Optimise `objective(model, batch)` for `steps` batches with AdamW, linear warmup and
     cosine decay, clipping gradients at 1. `forward` is the (possibly compiled) module the
     objective calls; it defaults to `model`. Returns the loss of every step."""
-    forward = forward or model
+    forward = model if forward is None else forward
     device = next(model.parameters()).device
     warmup = warmup if warmup is not None else max(1, steps // 20)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
