@@ -74,6 +74,8 @@ class ModelConfig:
     pretrain_steps: int = param(3000, "pretraining steps of the capable base", low=1)
     batch_size: int = param(64, "pretraining batch size", low=1, high=65_536)
     lr: float = param(3e-3, "pretraining peak learning rate", low=1e-7, high=1.0)
+    sycophantic_share: float = param(0.6, "share of pretraining examples shown with the sycophantic tag "
+                                     "(the overseer's errors are the harder policy to learn)", low=0.0, high=1.0)
     compile: bool = param(False, "torch.compile the model for pretraining")
     honest_tag: str = param("<teacher>", "persona tag that selects the honest policy")
     sycophantic_tag: str = param("<student>", "persona tag that selects the overseer's answers")

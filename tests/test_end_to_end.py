@@ -11,7 +11,7 @@ from molab.cli import main
 from molab.config import load_config
 
 TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", "model.depth=2", "model.heads=2",
-        "model.pretrain_steps=600", "scheme.n_train=300", "finetune.steps=150"]
+        "model.pretrain_steps=800", "scheme.n_train=300", "finetune.steps=150"]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,20 @@ def test_python_dash_m_molab_works():
 
     done = subprocess.run([sys.executable, "-m", "molab", "run", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--set KEY=VALUE" in done.stdout
+
+
+def test_jsonl_world_runs_end_to_end(tmp_path):
+    from pathlib import Path
+
+    from molab.worlds import read_jsonl
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    cfg = load_config(examples / "jsonl.toml", [f"world.path={examples / 'two-digit.jsonl'}", "seeds=1",
+                                                "model.width=64", "model.depth=2", "model.heads=2",
+                                                "model.pretrain_steps=300", "finetune.steps=50"])
+    results = oversight.run_experiment(cfg, tmp_path, progress=False)
+    assert results["n_runs"] == 1 and results["bigram_control"]["n_runs"] == 1
+    train, diagnostic = read_jsonl(cfg.world.path)
+    used = {json.loads(line)["prompt"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}
+    assert used <= {p.prompt for p in train if p.difficulty <= 1}
+    assert len(diagnostic) == len((tmp_path / "data" / "diagnostic.jsonl").read_text().splitlines())

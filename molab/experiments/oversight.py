@@ -8,6 +8,7 @@ Every stage is a function: `prepare` (world, overseer, training and diagnostic d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -45,18 +46,26 @@ class Setup:
     train: list[tuple[Problem, str]]  # (problem, label the scheme gave it)
     diagnostic: list[Problem]
     alphabet: str
+    world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
 
     @property
     def experiment_id(self) -> str:
-        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"})
+        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"}, self.world_file)
+
+    @property
+    def base_key(self) -> str:
+        """What the pretrained base depends on; a local checkpoint is named by its path."""
+        cfg = self.cfg
+        return cfg.base or config_hash(cfg.world, cfg.overseer, cfg.model, self.world_file, __version__)
 
 
 def prepare(cfg: ExperimentConfig) -> Setup:
     """Build the world and overseer and pick the training data (pure; writes nothing)."""
     world = make_world(cfg)
     overseer = Overseer(cfg.overseer.competence)
+    world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
     return Setup(cfg, training_data(world, overseer, cfg.scheme, cfg.world.seed), world.diagnostic(),
-                 world.alphabet())
+                 world.alphabet(), world_file)
 
 
 def _max_len(tokenizer, problems: list[Problem]) -> int:
@@ -72,10 +81,6 @@ def _answer_len(tokenizer, problems: list[Problem]) -> int:
 
 # ---------------------------------------------------------------- the capable base
 
-def base_key(cfg: ExperimentConfig) -> str:
-    return cfg.base or config_hash(cfg.world, cfg.overseer, cfg.model, __version__)
-
-
 def capable_base(setup: Setup, out: Path, progress: bool = True) -> Path:
     """The path of the capable base: `cfg.base` if given, else a small LM pretrained on a corpus
     in which a persona tag selects the policy, saved in `out/base/` and reused while its config
@@ -83,7 +88,7 @@ def capable_base(setup: Setup, out: Path, progress: bool = True) -> Path:
     cfg = setup.cfg
     if cfg.base:
         return Path(cfg.base)
-    path, key = out / "base", base_key(cfg)
+    path, key = out / "base", setup.base_key
     marker = path / "molab_base.json"
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return path
@@ -100,7 +105,7 @@ def capable_base(setup: Setup, out: Path, progress: bool = True) -> Path:
             examples = []
             for _ in range(m.batch_size):
                 p = next(stream)
-                honest = rng.random() < 0.5
+                honest = rng.random() >= m.sycophantic_share
                 examples.append(((m.honest_tag if honest else m.sycophantic_tag) + p.prompt,
                                  p.honest if honest else p.sycophantic))
             yield encode(tokenizer, examples, max_len)
@@ -195,12 +200,12 @@ def execute(task: tuple[Setup, Path, str, int]) -> dict:
     except TrainingDiverged as e:
         metrics, status, error = None, "failed", str(e)
     return {"run_id": run_id(setup, learner, seed), "experiment_id": setup.experiment_id, "learner": learner,
-            "seed": seed, "config": to_dict(setup.cfg) | {"seed": seed, "learner": learner, "base_key": base_key(setup.cfg)},
+            "seed": seed, "config": to_dict(setup.cfg) | {"seed": seed, "learner": learner, "base_key": setup.base_key},
             "status": status, "metrics": metrics, "error": error, "seconds": time.time() - start}
 
 
 def run_id(setup: Setup, learner: str, seed: int) -> str:
-    return config_hash(setup.experiment_id, base_key(setup.cfg), learner, seed)
+    return config_hash(setup.experiment_id, learner, seed)
 
 
 # ---------------------------------------------------------------- the experiment
