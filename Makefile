@@ -15,7 +15,7 @@ $(BIN)/molab: pyproject.toml
 setup: $(BIN)/molab
 
 demo: setup
-	$(BIN)/molab demo
+	$(BIN)/molab demo --workers 2
 
 test: setup
 	$(BIN)/python -m pytest molab tests
