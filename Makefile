@@ -22,6 +22,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/pretrain_throughput.py
+	$(BIN)/python bench/prior_odds_efficiency.py
 	bash bench/demo_time.sh
 
 clean:
