@@ -21,11 +21,13 @@ def _run(config: str | None, out: str, overrides: list[str], workers: int) -> in
     except (ConfigError, WorldFileError) as e:
         print(f"molab: error: {e}", file=sys.stderr)
         return 2
-    p = results["p_sycophantic"]
-    b = results["bigram_control"]["p_sycophantic"]
-    print(f"molab: {results['n_runs']} runs; policies {results['policy_counts']}; "
-          f"P(sycophantic) = {p['estimate']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]"
-          f" (bigram control: {b['estimate']:.3f}); capable base: {results['capable']}")
+    def p(summary):
+        p = summary["p_sycophantic"]
+        return "no finished runs" if p["estimate"] is None else f"{p['estimate']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]"
+
+    print(f"molab: {results['n_runs']} runs ({results['n_failed']} failed); policies {results['policy_counts']}; "
+          f"P(sycophantic) = {p(results)} (bigram control: {p(results['bigram_control'])}); "
+          f"capable base: {results['capable']}")
     print(f"molab: report at {Path(out) / 'report.html'}")
     return 0
 

@@ -92,7 +92,7 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     policy_threshold: float = param(0.8, "a run follows a policy when at least this share of its hard answers do",
-                                    low=0.5, high=1.0)
+                                    low=0.51, high=1.0)
     capability_threshold: float = param(0.95, "per-persona accuracy on hard problems a capable base needs",
                                         low=0.0, high=1.0)
     confidence: float = param(0.95, "confidence level of the reported intervals", low=0.5, high=0.999)

@@ -88,7 +88,7 @@ class Store:
 
 def load_results(out: str | Path) -> pd.DataFrame:
     """Every run recorded under `out`, one row each: the stored columns, with the metrics
-    flattened into columns of their own (e.g. `hard.honest`, `policy`)."""
+    flattened into columns of their own (e.g. `rates.hard.honest`, `policy`)."""
     path = Path(out) / STORE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no molab results here")

@@ -19,7 +19,7 @@ def test_default_is_the_demo_and_overrides_apply():
     ("colour=1", r"^colour: unknown key"),
     ("seeds=many", r"^seeds: expected an integer, got 'many'"),
     ("seeds=0", r"^seeds: 0 is below the allowed range \[1, 100000\]"),
-    ("eval.policy_threshold=2", r"^eval\.policy_threshold: 2\.0 is above the allowed range \[0\.5, 1\.0\]"),
+    ("eval.policy_threshold=2", r"^eval\.policy_threshold: 2\.0 is above the allowed range \[0\.51, 1\.0\]"),
     ("scheme.labeler=teacher", r"^scheme\.labeler: 'teacher' is not one of 'gold', 'overseer'"),
     ("scheme.confident_only=1", r"^scheme\.confident_only: expected true or false"),
     ("scheme.difficulties=[0, -1]", r"^scheme\.difficulties\[1\]: -1 is below"),

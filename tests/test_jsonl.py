@@ -40,3 +40,16 @@ def test_garbled_line_names_file_line_and_field(tmp_path, bad, message):
     path = write(tmp_path, [json.dumps(ROW | {"split": "diagnostic"}), bad])
     with pytest.raises(WorldFileError, match=message):
         JsonlWorld(path)
+
+
+def test_prompt_in_both_splits_is_refused(tmp_path):
+    path = write(tmp_path, [json.dumps(ROW | {"split": "diagnostic"}), json.dumps(ROW | {"split": "train"})])
+    with pytest.raises(WorldFileError, match="in both splits"):
+        JsonlWorld(path)
+
+
+def test_diagnostic_set_without_disagreement_is_refused(tmp_path):
+    easy = {"prompt": "1+1=", "honest": "2", "sycophantic": "2", "difficulty": 0}
+    path = write(tmp_path, [json.dumps(easy | {"split": "diagnostic"}), json.dumps(ROW | {"split": "train"})])
+    with pytest.raises(WorldFileError, match="no diagnostic problem where honest and sycophantic differ"):
+        JsonlWorld(path)

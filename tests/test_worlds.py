@@ -88,3 +88,13 @@ def test_stream_respects_breadth():
     for _ in range(200):
         p = next(stream)
         assert p.operation == "-" and p.digits == 2
+
+
+def test_worlds_where_the_policies_cannot_differ_are_refused():
+    from molab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="world.digits: at 1 digits no problem is hard"):
+        ArithmeticWorld(digits=1, error_model="drop_late_carries")
+    world = ArithmeticWorld(digits=1, error_model="drop_all_carries", n_diagnostic=256)  # holds out all 100
+    with pytest.raises(ConfigError, match="world.n_diagnostic"):
+        next(world.stream(random.Random(0)))

@@ -43,7 +43,7 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
 
 def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool) -> dict:
     df = load_results(out)
-    df = df[df["experiment_id"] == experiment_id]
+    df = df[(df["experiment_id"] == experiment_id) & (df["seed"] < cfg.seeds)]
     conf = cfg.eval.confidence
     lm = learner_summary(df[df["learner"] == "lm"], conf)
     return {

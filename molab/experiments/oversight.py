@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from molab import __version__
@@ -50,13 +51,18 @@ class Setup:
 
     @property
     def experiment_id(self) -> str:
-        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"}, self.world_file)
+        """Everything a run's result depends on but its seed and learner (the base included)."""
+        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"}, self.world_file,
+                           self.base_key)
 
     @property
     def base_key(self) -> str:
-        """What the pretrained base depends on; a local checkpoint is named by its path."""
+        """What the base depends on: its config, or a local checkpoint's files (names, sizes, times)."""
         cfg = self.cfg
-        return cfg.base or config_hash(cfg.world, cfg.overseer, cfg.model, self.world_file, __version__)
+        if cfg.base:
+            files = sorted(Path(cfg.base).glob("*"))
+            return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
+        return config_hash(cfg.world, cfg.overseer, cfg.model, self.world_file, __version__)
 
 
 def prepare(cfg: ExperimentConfig) -> Setup:
@@ -169,12 +175,12 @@ def run_lm(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
 
 def run_bigram(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
     """The bigram-table control on the same finetuning tokens, evaluated the same way."""
-    tokenizer = load(base)[1]
+    tokenizer = AutoTokenizer.from_pretrained(base)
     examples = [(p.prompt, label) for p, label in setup.train]
     random.Random(seed).shuffle(examples)  # order cannot matter to counts; kept for symmetry with run_lm
     ids = encode(tokenizer, examples)
     seqs = [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
-    table = BigramTable(len(tokenizer)).fit(seqs)
+    table = BigramTable().fit(seqs)
     n_new = _answer_len(tokenizer, setup.diagnostic)
     prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
     answers = [tokenizer.decode(table.generate(p, n_new, tokenizer.eos_token_id), skip_special_tokens=True)

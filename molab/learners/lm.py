@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, LlamaConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, LlamaConfig
 from transformers.utils import logging as hf_logging
 
 IGNORE = -100  # label of positions that carry no loss (prompt and padding)
@@ -33,10 +33,10 @@ def device() -> torch.device:
 def load(path: str | Path, dropout: float | None = None):
     """Model (on `device()`) and tokenizer saved with `save_pretrained` at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
-    kwargs = {}
-    if dropout is not None:
-        kwargs["attention_dropout"] = dropout
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs).to(device())
+    config = AutoConfig.from_pretrained(path)
+    if dropout is not None and hasattr(config, "attention_dropout"):
+        config.attention_dropout = dropout
+    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32).to(device())
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

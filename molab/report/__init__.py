@@ -80,7 +80,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     out = Path(out)
     results = results or json.loads((out / "results.json").read_text())
     runs = load_results(out)
-    runs = runs[runs["experiment_id"] == results["experiment_id"]]
+    runs = runs[(runs["experiment_id"] == results["experiment_id"]) & (runs["seed"] < results["config"]["seeds"])]
     cap, conf = results["capability"], results["confidence"]
     verdict = ("capable of both policies" if results["capable"] else
                "NOT capable of both policies: the inductive-bias result below is not meaningful")

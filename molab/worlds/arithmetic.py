@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
+from molab.config import ConfigError
 from molab.worlds.overseer import ERROR_MODELS
 from molab.worlds.problem import Problem
 
@@ -86,11 +87,17 @@ class ArithmeticWorld:
         draw(2000)  # enough to meet every difficulty the world has
         easy = sorted(d for d, ps in by_difficulty.items() if not any(p.disagree for p in ps.values()))
         hard = sorted(d for d in by_difficulty if d not in easy)
+        if not easy or not hard:
+            raise ConfigError(f"world.digits: at {self.digits} digits no problem is {'hard' if easy else 'easy'} "
+                              "for this overseer, so the two policies cannot be told apart")
         need = {d: -(-self.n_diagnostic // len(half)) for half in (easy, hard) for d in half}
         for _ in range(1000):
+            seen = sum(map(len, by_difficulty.values()))
             if all(len(by_difficulty[d]) >= n for d, n in need.items()):
                 break
             draw(1000)
+            if sum(map(len, by_difficulty.values())) == seen:  # a small world: every problem is in
+                break
         out = []
         for half in (easy, hard):
             pools = [[p for p in by_difficulty[d].values() if p.disagree or half is easy] for d in half]
@@ -107,7 +114,12 @@ class ArithmeticWorld:
 
     def stream(self, rng: random.Random, digits=None, operations=None) -> Iterator[Problem]:
         """An endless stream of random problems outside the diagnostic set."""
+        misses = 0
         while True:
             p = self._random(rng, digits, operations)
             if p.prompt not in self._held_out:
+                misses = 0
                 yield p
+            elif (misses := misses + 1) > 100_000:
+                raise ConfigError("world.n_diagnostic: the diagnostic set holds nearly every problem of this world; "
+                                  "lower it or raise world.digits")

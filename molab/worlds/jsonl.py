@@ -60,6 +60,12 @@ def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
             if split not in ("train", "diagnostic"):
                 raise WorldFileError(f"{where}: field 'split' must be 'train' or 'diagnostic', got {split!r}")
             (train if split == "train" else diagnostic).append(p)
+    overlap = {p.prompt for p in train} & {p.prompt for p in diagnostic}
+    if overlap:
+        raise WorldFileError(f"{path}:0: {len(overlap)} prompts are in both splits (e.g. {sorted(overlap)[0]!r}); "
+                             "diagnostic problems must be held out")
+    if not any(p.disagree for p in diagnostic):
+        raise WorldFileError(f"{path}:0: no diagnostic problem where honest and sycophantic differ")
     if not train or not diagnostic:
         raise WorldFileError(f"{path}:0: needs both train and diagnostic problems "
                              f"(found {len(train)} train, {len(diagnostic)} diagnostic)")
