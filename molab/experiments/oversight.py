@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from molab import __version__
@@ -28,7 +27,7 @@ from molab.analysis.summary import summarize
 from molab.config import ExperimentConfig, config_hash, to_dict
 from molab.execution import run_all
 from molab.learners.bigram import BigramTable
-from molab.learners.lm import build_model, encode, generate_answers, load, n_params
+from molab.learners.lm import build_model, encode, generate_answers, load, load_tokenizer, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.store import Store
 from molab.training.loop import TrainingDiverged, train
@@ -175,7 +174,7 @@ def run_lm(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
 
 def run_bigram(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
     """The bigram-table control on the same finetuning tokens, evaluated the same way."""
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = load_tokenizer(base)
     examples = [(p.prompt, label) for p, label in setup.train]
     random.Random(seed).shuffle(examples)  # order cannot matter to counts; kept for symmetry with run_lm
     ids = encode(tokenizer, examples)

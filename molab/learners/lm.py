@@ -37,10 +37,15 @@ def load(path: str | Path, dropout: float | None = None):
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
     model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32).to(device())
+    return model, load_tokenizer(path)
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved at `path`, padding with eos when it has no pad token (as many LMs do)."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
 
 
 def n_params(model) -> int:
