@@ -15,6 +15,7 @@ import random
 import shutil
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -48,13 +49,13 @@ class Setup:
     alphabet: str
     world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
 
-    @property
+    @cached_property  # hashes the whole config (and stats a local base's files): once per Setup
     def experiment_id(self) -> str:
         """Everything a run's result depends on but its seed and learner (the base included)."""
         return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"}, self.world_file,
                            self.base_key)
 
-    @property
+    @cached_property
     def base_key(self) -> str:
         """What the base depends on: its config, or a local checkpoint's files (names, sizes, times)."""
         cfg = self.cfg
