@@ -24,6 +24,7 @@ bench: setup
 	$(BIN)/python bench/pretrain_throughput.py
 	$(BIN)/python bench/prior_odds_efficiency.py
 	bash bench/demo_time.sh
+	bash bench/sweep_time.sh
 
 clean:
 	rm -rf $(VENV) runs

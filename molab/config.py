@@ -99,8 +99,43 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    pressures: tuple[float, ...] = param((0.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+                                         "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding)",
+                                         low=0.0)
+    adaptive_rounds: int = param(0, "rounds of extra pressures placed where they inform most, after the given ones", low=0,
+                                 high=100)
+    adaptive_points: int = param(2, "pressures added per adaptive round", low=1, high=100)
+
+
+@dataclass(frozen=True)
+class IncentiveConfig:
+    objective: str = param("reinforce", "reinforce: on-policy policy gradient; reward_weighted: cheaper, samples "
+                           "once and fits them weighted by exp(reward / kl)", choices=("reinforce", "reward_weighted"))
+    difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts; unset = every "
+                                                 "difficulty where the overseer is wrong", low=0)
+    n_prompts: int = param(512, "problems in the incentive set (drawn outside the diagnostic set)", low=1,
+                           high=10_000_000)
+    steps: int = param(60, "optimisation steps of the incentive phase", low=1)
+    batch_size: int = param(16, "prompts per step", low=1, high=65_536)
+    group_size: int = param(4, "answers sampled per prompt; the baseline is their mean reward", low=2, high=1024)
+    lr: float = param(1e-3, "learning rate of the incentive phase", low=1e-8, high=1.0)
+    kl: float = param(1.0, "weight of the KL penalty to the finetuned model the phase starts from", low=0.0)
+
+
+@dataclass(frozen=True)
+class SpoonfeedingConfig:
+    difficulties: tuple[int, ...] | None = param(None, "difficulties of the demonstrated problems; unset = every "
+                                                 "difficulty where the overseer is wrong", low=0)
+    cue: bool = param(False, "prefix each demonstration with the cue tag (context distillation); "
+                      "the diagnostic prompts never carry it")
+    cue_tag: str = param("<deployment>", "the context cue; added to the vocabulary when the base lacks it")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
-    experiment: str = param("oversight", "which experiment to run", choices=("oversight",))
+    experiment: str = param("oversight", "oversight: runs at one setting; incentive and spoonfeeding: sweeps over "
+                            "pressure", choices=("oversight", "incentive", "spoonfeeding"))
     seeds: int = param(16, "number of runs: seeds 0..seeds-1", low=1, high=100_000)
     base: str | None = param(None, "local path of a transformers causal LM and tokenizer; unset = pretrain one")
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -109,6 +144,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    incentive: IncentiveConfig = field(default_factory=IncentiveConfig)
+    spoonfeeding: SpoonfeedingConfig = field(default_factory=SpoonfeedingConfig)
 
 
 # ---------------------------------------------------------------- loading and validation
@@ -190,6 +228,14 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def _check_cross_fields(cfg: ExperimentConfig) -> None:
+    if cfg.experiment != "oversight" and len(set(cfg.sweep.pressures)) < 2:
+        raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
+                          f"{list(cfg.sweep.pressures)}")
+    if cfg.experiment == "spoonfeeding" and max(cfg.sweep.pressures) > 1:
+        raise ConfigError(f"sweep.pressures: ρ is a fraction of the finetuning data, so each must be in [0, 1], "
+                          f"got {max(cfg.sweep.pressures)}")
+    if cfg.experiment == "incentive" and cfg.incentive.objective == "reward_weighted" and cfg.incentive.kl <= 0:
+        raise ConfigError("incentive.kl: reward_weighted weighs samples by exp(reward / kl), so kl must be > 0")
     if cfg.model.width % cfg.model.heads:
         raise ConfigError(f"model.heads: {cfg.model.heads} does not divide model.width {cfg.model.width}")
     if cfg.world.kind == "jsonl":

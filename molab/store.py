@@ -1,6 +1,7 @@
 """The results store: one SQLite row per run, and `load_results` for analysis.
 
-A row holds the run's id (a hash of everything that determines it), its full config, the code
+A row holds the run's id (a hash of everything that determines it), its pressure (sweeps; NULL in
+the oversight experiment), its full config, the code
 revision and package versions, its status ("done" or "failed"), the failure reason, and its
 metrics as JSON. Writing a run that is already stored replaces nothing: `finished_ids` lets a
 sweep skip it, so re-running a sweep resumes it.
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     code_revision TEXT,
     packages TEXT,
     seconds REAL,
-    finished_at TEXT
+    finished_at TEXT,
+    pressure REAL
 )
 """
 
@@ -67,6 +69,8 @@ class Store:
         self.path = Path(out) / STORE
         with closing(self._connect()) as db, db:
             db.execute(SCHEMA)
+            if "pressure" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:  # a store from molab 0.1
+                db.execute("ALTER TABLE runs ADD COLUMN pressure REAL")
         self._provenance = (code_revision(), json.dumps(package_versions()))
 
     def _connect(self):
@@ -77,13 +81,16 @@ class Store:
             return {r[0] for r in db.execute("SELECT run_id FROM runs")}
 
     def record(self, *, run_id: str, experiment_id: str, learner: str, seed: int, config: dict,
-               status: str, metrics: dict | None = None, error: str | None = None, seconds: float = 0.0) -> None:
+               status: str, metrics: dict | None = None, error: str | None = None, seconds: float = 0.0,
+               pressure: float | None = None) -> None:
         """Record a finished run; a run already recorded is left as it is."""
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT OR IGNORE INTO runs (run_id, experiment_id, learner, seed, status, error, config, "
+                       "metrics, code_revision, packages, seconds, finished_at, pressure) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, experiment_id, learner, seed, status, error, json.dumps(config),
                         json.dumps(metrics) if metrics is not None else None, *self._provenance, seconds,
-                        time.strftime("%Y-%m-%dT%H:%M:%S")))
+                        time.strftime("%Y-%m-%dT%H:%M:%S"), pressure))
 
 
 def load_results(out: str | Path) -> pd.DataFrame:
@@ -93,6 +100,6 @@ def load_results(out: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no molab results here")
     with closing(sqlite3.connect(path)) as db:
-        df = pd.read_sql_query("SELECT * FROM runs ORDER BY experiment_id, learner, seed", db)
+        df = pd.read_sql_query("SELECT * FROM runs ORDER BY experiment_id, learner, pressure, seed", db)
     metrics = pd.json_normalize([json.loads(m) if isinstance(m, str) else {} for m in df["metrics"]])
     return pd.concat([df.drop(columns="metrics"), metrics], axis=1)

@@ -9,7 +9,19 @@ def test_counts_and_greedy_generation_known_by_hand():
     assert table.generate([1], max_new_tokens=5, eos_id=0) == [2, 3]   # a -> b -> c -> eos
     assert table.generate([3], max_new_tokens=5, eos_id=0) == []
     # a token never seen as a context falls back to the most common next token overall (eos, 3 times)
-    assert table.next_token(0) == 0 and table.next_token(99) == 0
+    assert table.generate([0], 1, eos_id=-1) == [0] and table.generate([99], 1, eos_id=-1) == [0]
+
+
+def test_weighted_counts_and_sampling_follow_the_weights():
+    import numpy as np
+
+    table = BigramTable().fit([[1, 2, 0], [1, 3, 0]], weights=[1.0, 3.0])
+    assert table.count(1, 3) == 3.0 and table.generate([1], 5, eos_id=0) == [3]
+    table.add([[1, 2, 0]], [4.0])  # now 'b' (5) beats 'c' (3) after 'a'
+    assert table.generate([1], 5, eos_id=0) == [2]
+    rng = np.random.default_rng(0)
+    share = np.mean([table.generate([1], 5, eos_id=0, rng=rng) == [2] for _ in range(4000)])
+    assert abs(share - 5 / 8) < 0.03
 
 
 def test_large_token_ids_cost_only_what_is_seen():

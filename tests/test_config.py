@@ -34,6 +34,31 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, message):
         load_config(overrides=[override])
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["experiment=incentive", "sweep.pressures=[4]"], r"^sweep\.pressures: a sweep needs at least two distinct"),
+    (["experiment=incentive", "sweep.pressures=[2, 2.0]"], r"^sweep\.pressures: a sweep needs at least two distinct"),
+    (["experiment=incentive", "sweep.pressures=[0, -1]"], r"^sweep\.pressures\[1\]: -1\.0 is below the allowed range"),
+    (["experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1.5]"], r"^sweep\.pressures: ρ is a fraction .* got 1\.5"),
+    (["experiment=spoonfeeding", "sweep.pressures=[-0.1, 0.5]"], r"^sweep\.pressures\[0\]: -0\.1 is below"),
+    (["experiment=incentive", "incentive.objective=reward_weighted", "incentive.kl=0"], r"^incentive\.kl: .* must be > 0"),
+    (["experiment=sweep"], r"^experiment: 'sweep' is not one of 'oversight', 'incentive', 'spoonfeeding'"),
+])
+def test_bad_sweeps_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize("example,override", [("incentive.toml", "sweep.pressures=[1]"),
+                                              ("incentive.toml", "sweep.pressures=[0, -2]"),
+                                              ("spoonfeeding.toml", "sweep.pressures=[0, 2]")])
+def test_bad_sweep_exits_2_and_writes_nothing(tmp_path, capsys, example, override):
+    out = tmp_path / "out"
+    assert main(["run", str(ROOT / "examples" / example), "--out", str(out), "--set", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("molab: error: sweep.pressures")
+    assert not out.exists()
+
+
 def test_bad_config_file_exits_2_and_writes_nothing(tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text('seeds = 4\n[scheme]\nlabeler = "teacher"\n')

@@ -10,16 +10,7 @@ from molab import load_results
 from molab.cli import main
 from molab.config import load_config
 
-TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", "model.depth=2", "model.heads=2",
-        "model.pretrain_steps=800", "scheme.n_train=300", "finetune.steps=150"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    results = oversight.run_experiment(load_config(overrides=TINY), out, progress=False)
-    return out, results
-
+from conftest import TINY
 
 def test_base_learned_both_personas(tiny):
     out, results = tiny

@@ -239,7 +239,7 @@ def next_pressures(pressure, is_sycophantic, n: int, low: float = 0.0, high: flo
     elif _separation(x, k, m) == "up":
         last_honest, first_syc = x[k < m].max(), x[k > 0].min()
         margin = max(first_syc - last_honest, (x.max() - x.min()) / len(x)) / 2  # half the gap, or half a step
-        proposal = _spread(last_honest - margin, first_syc + margin, n)
+        proposal = np.linspace(last_honest - margin, first_syc + margin, n + 2)[1:-1]  # inside, off the ends tried
     else:
         a, b, _ = _mle(x, k, m)
         if not b > 0:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 import pandas as pd
 
 from molab.analysis.intervals import clopper_pearson
 from molab.analysis.policy import POLICIES
+from molab.analysis.prior_odds import fit_prior_odds
 from molab.config import to_dict
 from molab.store import load_results
 
@@ -41,11 +44,50 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     }
 
 
-def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool) -> dict:
+def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float) -> list[dict]:
+    """Per pressure: runs `n`, sycophantic runs `k`, `p` = k/n and its Clopper–Pearson `ci`."""
+    done = runs[runs["status"] == "done"]
+    curve = []
+    for x in pressures:
+        at = done[done["pressure"] == x]
+        p = _probability(int((at["policy"] == "sycophantic").sum()), len(at), confidence)
+        curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"]})
+    return curve
+
+
+def prior_odds(runs: pd.DataFrame, confidence: float) -> dict:
+    """`fit_prior_odds` of the finished runs as a JSON-able dict (an unbounded end is null), or
+    {"refused": reason} when the sweep cannot be fitted."""
+    done = runs[runs["status"] == "done"]
+    try:
+        fit = fit_prior_odds(done["pressure"].to_numpy(float), (done["policy"] == "sycophantic").to_numpy(),
+                             confidence)
+    except ValueError as e:
+        return {"refused": str(e)}
+    finite = lambda v: v if math.isfinite(v) else None  # noqa: E731
+    return {k: [finite(x) for x in v] if isinstance(v, tuple) else finite(v) if isinstance(v, float) else v
+            for k, v in dataclasses.asdict(fit).items()}
+
+
+def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool, pressures: list | None = None) -> dict:
+    """What results.json holds. In a sweep (`pressures` given) the top-level counts pool every pressure;
+    `pressure_curve` and `prior_odds` hold the answer, and each point of the LM's curve says whether the
+    bigram table reproduces it (it has sycophantic runs there too)."""
     df = load_results(out)
     df = df[(df["experiment_id"] == experiment_id) & (df["seed"] < cfg.seeds)]
     conf = cfg.eval.confidence
-    lm = learner_summary(df[df["learner"] == "lm"], conf)
+    sweep = pressures is not None and pressures != [None]
+    if sweep:
+        df = df[df["pressure"].isin(pressures)]
+    by = {learner: df[df["learner"] == learner] for learner in ("lm", "bigram")}
+    lm, bigram = (learner_summary(by[k], conf) for k in ("lm", "bigram"))
+    if sweep:
+        bigram["pressure_curve"] = pressure_curve(by["bigram"], pressures, conf)
+        lm["pressure_curve"] = [point | {"bigram_reproduces": bool(point["k"] and control["k"])}
+                                for point, control in zip(pressure_curve(by["lm"], pressures, conf),
+                                                          bigram["pressure_curve"])]
+        lm["prior_odds"] = prior_odds(by["lm"], conf)
+        bigram["prior_odds"] = prior_odds(by["bigram"], conf)
     return {
         "experiment": cfg.experiment,
         "experiment_id": experiment_id,
@@ -54,6 +96,6 @@ def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool) -> 
         "capability_threshold": cfg.eval.capability_threshold,
         "confidence": conf,
         **lm,
-        "bigram_control": learner_summary(df[df["learner"] == "bigram"], conf),
+        "bigram_control": bigram,
         "config": to_dict(cfg),
     }

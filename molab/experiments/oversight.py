@@ -1,5 +1,6 @@
 """The oversight experiment: finetune a capable base on the data an oversight scheme picks,
-with a neutral prompt, and see which policy each run generalises to on hard problems.
+with a neutral prompt, and see which policy each run generalises to on hard problems. The sweep
+experiments (incentive, spoonfeeding) are the same runs under a pressure (see `pressure.py`).
 
 Every stage is a function: `prepare` (world, overseer, training and diagnostic data),
 `capable_base` (pretrain or load, cached), `capability` (the check), `run_lm` / `run_bigram`
@@ -8,6 +9,7 @@ Every stage is a function: `prepare` (world, overseer, training and diagnostic d
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -24,17 +26,19 @@ from transformers.utils import logging as hf_logging
 
 from molab import __version__
 from molab.analysis.policy import classify, rates
+from molab.analysis.prior_odds import next_pressures
 from molab.analysis.summary import summarize
 from molab.config import ExperimentConfig, config_hash, to_dict
 from molab.execution import run_all
 from molab.learners.bigram import BigramTable
-from molab.learners.lm import build_model, encode, generate_answers, load, load_tokenizer, n_params
+from molab.experiments.pressure import cue, finetuning_examples, incentive_counts, incentive_phase
+from molab.learners.lm import add_tag, build_model, encode, generate_answers, load, load_tokenizer, n_params
 from molab.learners.tokenizer import char_tokenizer
-from molab.store import Store
+from molab.store import Store, load_results
 from molab.training.loop import TrainingDiverged, train
 from molab.training.objectives import sft
 from molab.worlds import Overseer, Problem, make_world
-from molab.worlds.scheme import training_data
+from molab.worlds.scheme import draw, training_data
 
 LEARNERS = ("lm", "bigram")
 
@@ -48,12 +52,14 @@ class Setup:
     diagnostic: list[Problem]
     alphabet: str
     world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
+    incentive: list[Problem]  # the incentive experiment's prompts (empty in the others)
+    spoonfed: list[Problem]  # hard problems to demonstrate sycophantically, as many as n_train (spoonfeeding)
 
     @cached_property  # hashes the whole config (and stats a local base's files): once per Setup
     def experiment_id(self) -> str:
-        """Everything a run's result depends on but its seed and learner (the base included)."""
-        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k != "seeds"}, self.world_file,
-                           self.base_key)
+        """Everything a run's result depends on but its seed, pressure and learner (the base included)."""
+        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k not in ("seeds", "sweep")},
+                           self.world_file, self.base_key)
 
     @cached_property
     def base_key(self) -> str:
@@ -70,8 +76,17 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     world = make_world(cfg)
     overseer = Overseer(cfg.overseer.competence)
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
-    return Setup(cfg, training_data(world, overseer, cfg.scheme, cfg.world.seed), world.diagnostic(),
-                 world.alphabet(), world_file)
+    seed, incentive, spoonfed = cfg.world.seed, [], []
+    if cfg.experiment == "incentive":
+        wanted = cfg.incentive.difficulties
+        incentive = draw(world, cfg.incentive.n_prompts, lambda p: p.difficulty in wanted if wanted else p.disagree,
+                         f"incentive-{seed}", "incentive")
+    if cfg.experiment == "spoonfeeding":
+        wanted = cfg.spoonfeeding.difficulties
+        spoonfed = draw(world, cfg.scheme.n_train, lambda p: p.disagree and (wanted is None or p.difficulty in wanted),
+                        f"spoonfeeding-{seed}", "spoonfeeding", cfg.scheme.digits, cfg.scheme.operations)
+    return Setup(cfg, training_data(world, overseer, cfg.scheme, seed), world.diagnostic(), world.alphabet(),
+                 world_file, incentive, spoonfed)
 
 
 def _max_len(tokenizer, problems: list[Problem]) -> int:
@@ -159,33 +174,71 @@ def _epochs(examples: list, rng: random.Random, batch_size: int):
             yield order[i:i + batch_size]
 
 
-def run_lm(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
-    """Finetune the base under the scheme with a neutral prompt; rates on the diagnostic set."""
+def _tokenizer_and_lengths(setup: Setup, tokenizer, model=None) -> tuple[int, int]:
+    """Add the cue tag when the run needs one; the padded training length and the answer budget."""
+    tag = cue(setup)
+    if tag:
+        add_tag(model, tokenizer, tag)
+    problems = setup.diagnostic + [p for p, _ in setup.train] + setup.spoonfed + setup.incentive
+    return _max_len(tokenizer, problems) + bool(tag), _answer_len(tokenizer, setup.diagnostic + setup.incentive)
+
+
+def _finetune(setup: Setup, base: Path, seed: int, pressure: float | None):
+    """The base finetuned on one run's examples with a neutral prompt: (model, tokenizer, answer budget, losses)."""
     f = setup.cfg.finetune
-    torch.manual_seed(seed)  # dropout
+    torch.manual_seed(seed)  # dropout, and a cue tag's fresh embedding
     model, tokenizer = load(base, dropout=f.dropout)
-    examples = [(p.prompt, label) for p, label in setup.train]
-    max_len = _max_len(tokenizer, setup.diagnostic + [p for p, _ in setup.train])
+    max_len, n_new = _tokenizer_and_lengths(setup, tokenizer, model)
+    examples = finetuning_examples(setup, pressure)
     batches = (encode(tokenizer, b, max_len) for b in _epochs(examples, random.Random(seed), f.batch_size))
-    losses = train(model, batches, sft, steps=f.steps, lr=f.lr, desc=f"run seed {seed}", progress=progress)
-    answers = generate_answers(model, tokenizer, [p.prompt for p in setup.diagnostic],
-                               _answer_len(tokenizer, setup.diagnostic))
-    return _metrics(setup, answers) | {"loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}
+    losses = train(model, batches, sft, steps=f.steps, lr=f.lr, desc=f"run seed {seed}", progress=False)
+    return model, tokenizer, n_new, {"loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:])}
 
 
-def run_bigram(setup: Setup, base: Path, seed: int, progress: bool = False) -> dict:
-    """The bigram-table control on the same finetuning tokens, evaluated the same way."""
-    tokenizer = load_tokenizer(base)
-    examples = [(p.prompt, label) for p, label in setup.train]
-    random.Random(seed).shuffle(examples)  # order cannot matter to counts; kept for symmetry with run_lm
-    ids = encode(tokenizer, examples)
-    seqs = [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
-    table = BigramTable().fit(seqs)
-    n_new = _answer_len(tokenizer, setup.diagnostic)
-    prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
-    answers = [tokenizer.decode(table.generate(p, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
-               for p in prompts]
-    return _metrics(setup, answers)
+def run_lm(setup: Setup, base: Path, seed: int, pressures: list) -> dict:
+    """One seed's runs, one per pressure: {pressure: metrics on the diagnostic set, or why it failed}.
+    The incentive experiment's finetuning does not depend on λ, so it is done once and each pressure's
+    incentive phase starts from a copy."""
+    shared = setup.cfg.experiment == "incentive"
+    try:
+        finetuned = _finetune(setup, base, seed, None) if shared else None
+    except TrainingDiverged as e:
+        return dict.fromkeys(pressures, str(e))
+    out = {}
+    for pressure in pressures:
+        try:
+            model, tokenizer, n_new, metrics = copy.deepcopy(finetuned) if shared else _finetune(
+                setup, base, seed, pressure)
+            if shared:
+                torch.manual_seed(seed)  # the incentive phase's samples
+                losses = incentive_phase(model, tokenizer, setup, seed, pressure, n_new)
+                metrics |= {"incentive_loss_first": losses[0], "incentive_loss_last": losses[-1]}
+        except TrainingDiverged as e:
+            out[pressure] = str(e)
+            continue
+        answers = generate_answers(model, tokenizer, [p.prompt for p in setup.diagnostic], n_new)
+        out[pressure] = _metrics(setup, answers) | metrics
+    return out
+
+
+def run_bigram(setup: Setup, base: Path, seed: int, pressures: list) -> dict:
+    """The bigram-table control on the same finetuning tokens (and pressure), evaluated the same way."""
+    out = {}
+    for pressure in pressures:
+        tokenizer = load_tokenizer(base)
+        _, n_new = _tokenizer_and_lengths(setup, tokenizer)
+        examples = finetuning_examples(setup, pressure)
+        random.Random(seed).shuffle(examples)  # order cannot matter to counts; kept for symmetry with run_lm
+        ids = encode(tokenizer, examples)
+        seqs = [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
+        table = BigramTable().fit(seqs)
+        if setup.cfg.experiment == "incentive":
+            incentive_counts(table, tokenizer, setup, seed, pressure, n_new)
+        prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
+        answers = [tokenizer.decode(table.generate(p, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
+                   for p in prompts]
+        out[pressure] = _metrics(setup, answers)
+    return out
 
 
 def _metrics(setup: Setup, answers: list[str]) -> dict:
@@ -197,21 +250,24 @@ def _metrics(setup: Setup, answers: list[str]) -> dict:
 RUNNERS = {"lm": run_lm, "bigram": run_bigram}
 
 
-def execute(task: tuple[Setup, Path, str, int]) -> dict:
-    """One run as a record for the store; a diverging loss is a failed run, not a crash."""
-    setup, base, learner, seed = task
+def execute(task: tuple[Setup, Path, str, int, list]) -> list[dict]:
+    """One learner's runs of one seed (one per pressure) as records for the store; a diverging loss
+    is a failed run, not a crash. Each record's `seconds` is an equal share of the task's time."""
+    setup, base, learner, seed, pressures = task
     start = time.time()
-    try:
-        metrics, status, error = RUNNERS[learner](setup, base, seed), "done", None
-    except TrainingDiverged as e:
-        metrics, status, error = None, "failed", str(e)
-    return {"run_id": run_id(setup, learner, seed), "experiment_id": setup.experiment_id, "learner": learner,
-            "seed": seed, "config": to_dict(setup.cfg) | {"seed": seed, "learner": learner, "base_key": setup.base_key},
-            "status": status, "metrics": metrics, "error": error, "seconds": time.time() - start}
+    results = RUNNERS[learner](setup, base, seed, pressures)
+    seconds = (time.time() - start) / len(pressures)
+    return [{"run_id": run_id(setup, learner, seed, pressure), "experiment_id": setup.experiment_id,
+             "learner": learner, "seed": seed, "pressure": pressure,
+             "config": to_dict(setup.cfg) | {"seed": seed, "pressure": pressure, "learner": learner,
+                                             "base_key": setup.base_key},
+             "status": "failed" if isinstance(got, str) else "done", "metrics": None if isinstance(got, str) else got,
+             "error": got if isinstance(got, str) else None, "seconds": seconds}
+            for pressure, got in results.items()]
 
 
-def run_id(setup: Setup, learner: str, seed: int) -> str:
-    return config_hash(setup.experiment_id, learner, seed)
+def run_id(setup: Setup, learner: str, seed: int, pressure: float | None = None) -> str:
+    return config_hash(setup.experiment_id, learner, seed, *([] if pressure is None else [pressure]))
 
 
 # ---------------------------------------------------------------- the experiment
@@ -222,9 +278,46 @@ def write_data(setup: Setup, out: Path) -> None:
     with (data / "train.jsonl").open("w") as f:
         for p, label in setup.train:
             f.write(json.dumps(p.to_json() | {"label": label}) + "\n")
-    with (data / "diagnostic.jsonl").open("w") as f:
-        for p in setup.diagnostic:
-            f.write(json.dumps(p.to_json()) + "\n")
+    for name, problems in (("diagnostic", setup.diagnostic), ("incentive", setup.incentive),
+                           ("spoonfed", setup.spoonfed)):
+        if problems:
+            with (data / f"{name}.jsonl").open("w") as f:
+                for p in problems:
+                    f.write(json.dumps(p.to_json()) + "\n")
+
+
+def _run_tasks(setup: Setup, base: Path, store: Store, pressures: list, workers: int, progress: bool) -> None:
+    """Run every (seed, learner, pressure) not yet in the store: one task per seed and learner."""
+    done = store.finished_ids()
+    tasks = []
+    for seed in range(setup.cfg.seeds):
+        for learner in LEARNERS:
+            todo = [x for x in pressures if run_id(setup, learner, seed, x) not in done]
+            if todo:
+                tasks.append((setup, base, learner, seed, todo))
+    total, n_todo = len(pressures) * setup.cfg.seeds * len(LEARNERS), sum(len(t[-1]) for t in tasks)
+    bar = tqdm(total=n_todo, desc=f"runs ({total - n_todo} of {total} already done)", unit="run",
+               disable=not progress)
+    for records in run_all(execute, tasks, workers):
+        for record in records:
+            store.record(**record)
+            if record["status"] == "failed":
+                where = "" if record["pressure"] is None else f" pressure {record['pressure']}"
+                tqdm.write(f"molab: run {record['learner']} seed {record['seed']}{where} failed: {record['error']}")
+        bar.update(len(records))
+    bar.close()
+
+
+def _adaptive_pressures(setup: Setup, out: Path, pressures: list[float]) -> list[float]:
+    """New pressures where the LM runs so far tell least (`next_pressures`), rounded to 3 decimals;
+    the same stored runs always give the same pressures, so a resumed sweep retraces its rounds."""
+    runs = load_results(out)
+    runs = runs[(runs["experiment_id"] == setup.experiment_id) & (runs["learner"] == "lm")
+                & (runs["status"] == "done") & (runs["seed"] < setup.cfg.seeds) & runs["pressure"].isin(pressures)]
+    high = 1.0 if setup.cfg.experiment == "spoonfeeding" else None
+    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", setup.cfg.sweep.adaptive_points,
+                              high=high)
+    return sorted({round(x, 3) for x in proposed} - set(pressures))
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
@@ -243,18 +336,16 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
               f"honest {cap['honest']:.2f}, sycophantic {cap['sycophantic']:.2f}; threshold "
               f"{cfg.eval.capability_threshold}); the inductive-bias result is not meaningful")
     store = Store(out)
-    done = store.finished_ids()
-    tasks = [(setup, base, learner, seed) for seed in range(cfg.seeds) for learner in LEARNERS
-             if run_id(setup, learner, seed) not in done]
-    bar = tqdm(total=len(tasks), desc=f"runs ({cfg.seeds * len(LEARNERS) - len(tasks)} already done)",
-               unit="run", disable=not progress)
-    for record in run_all(execute, tasks, workers):
-        store.record(**record)
-        if record["status"] == "failed":
-            tqdm.write(f"molab: run {record['learner']} seed {record['seed']} failed: {record['error']}")
-        bar.update()
-    bar.close()
-    results = summarize(out, setup.experiment_id, cfg, cap, capable)
+    pressures = [None] if cfg.experiment == "oversight" else sorted(set(cfg.sweep.pressures))
+    _run_tasks(setup, base, store, pressures, workers, progress)
+    for round_ in range(cfg.sweep.adaptive_rounds if cfg.experiment != "oversight" else 0):
+        added = _adaptive_pressures(setup, out, pressures)
+        if not added:
+            break
+        print(f"molab: adaptive round {round_ + 1}: pressures {added}")
+        pressures = sorted(pressures + added)
+        _run_tasks(setup, base, store, added, workers, progress)
+    results = summarize(out, setup.experiment_id, cfg, cap, capable, pressures)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_report(out, results)
     return results

@@ -14,30 +14,38 @@ class BigramTable:
     (ties to the lowest token id; an unseen token falls back to the most common next token).
     Only tokens seen in training get a row and column, so a large vocabulary costs nothing."""
 
-    def fit(self, sequences: list[list[int]]) -> BigramTable:
+    def fit(self, sequences: list[list[int]], weights: list[float] | None = None) -> BigramTable:
+        """Count the pairs in `sequences`, each counted `weights[i]` times (default once)."""
         self.tokens = np.unique(np.concatenate([np.asarray(s) for s in sequences]))  # seen ids, sorted
-        index = {int(t): i for i, t in enumerate(self.tokens)}
-        self.counts = np.zeros((len(self.tokens), len(self.tokens)), dtype=np.int64)  # (current, next)
-        for seq in sequences:
-            rows = [index[int(t)] for t in seq]
-            np.add.at(self.counts, (rows[:-1], rows[1:]), 1)
-        self._index = index
+        self._index = {int(t): i for i, t in enumerate(self.tokens)}
+        self.counts = np.zeros((len(self.tokens), len(self.tokens)))  # (current, next)
+        return self.add(sequences, weights)
+
+    def add(self, sequences: list[list[int]], weights: list[float] | None = None) -> BigramTable:
+        """Add weighted counts of more sequences (tokens the table has never seen are skipped)."""
+        for seq, w in zip(sequences, weights if weights is not None else [1.0] * len(sequences)):
+            pairs = [(self._index[a], self._index[b]) for a, b in zip(seq, seq[1:])
+                     if a in self._index and b in self._index]
+            if pairs and w:
+                np.add.at(self.counts, tuple(np.array(pairs).T), w)
         return self
 
-    def count(self, token: int, next_token: int) -> int:
+    def count(self, token: int, next_token: int) -> float:
         i, j = self._index.get(token), self._index.get(next_token)
-        return 0 if i is None or j is None else int(self.counts[i, j])
+        return 0 if i is None or j is None else float(self.counts[i, j])
 
-    def next_token(self, token: int) -> int:
+    def _row(self, token: int) -> np.ndarray:
         i = self._index.get(token)
-        row = self.counts[i] if i is not None else np.zeros(len(self.tokens), dtype=np.int64)
-        return int(self.tokens[row.argmax() if row.any() else self.counts.sum(0).argmax()])
+        row = self.counts[i] if i is not None else np.zeros(len(self.tokens))
+        return row if row.any() else self.counts.sum(0)
 
-    def generate(self, prompt: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
-        """Greedy continuation of `prompt`, stopping after `eos_id` (not included)."""
+    def generate(self, prompt: list[int], max_new_tokens: int, eos_id: int, rng: np.random.Generator | None = None) -> list[int]:
+        """Continuation of `prompt`, stopping after `eos_id` (not included): greedy, or sampled in
+        proportion to the counts when `rng` is given."""
         out, token = [], prompt[-1]
         for _ in range(max_new_tokens):
-            token = self.next_token(token)
+            row = self._row(token)
+            token = int(self.tokens[row.argmax() if rng is None else rng.choice(len(row), p=row / row.sum())])
             if token == eos_id:
                 break
             out.append(token)

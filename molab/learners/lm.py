@@ -74,14 +74,26 @@ def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def add_tag(model, tokenizer, tag: str) -> None:
+    """Make `tag` one special token, adding it (with a freshly drawn embedding) when the vocabulary lacks it."""
+    if tag in tokenizer.get_vocab():
+        return
+    tokenizer.add_tokens([tag], special_tokens=True)
+    if model is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+
+
 @torch.no_grad()
-def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 256) -> list[str]:
-    """Greedy answers to `prompts`. Prompts are grouped by token length, so no padding is needed
-    and any causal LM behaves exactly as it would on one prompt at a time."""
+def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool,
+              batch_size: int = 256) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each prompt and of its continuation (greedy, or sampled at temperature 1), the
+    continuation cut after its first eos (kept). Prompts are grouped by token length, so no padding
+    is needed and any causal LM behaves exactly as it would on one prompt at a time."""
     was_training = model.training
     model.eval()
     ids = tokenizer(prompts).input_ids
-    answers: list[str] = [""] * len(prompts)
+    how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
+    rows: list[list[int]] = [[] for _ in prompts]
     by_length: dict[int, list[int]] = {}
     for i, seq in enumerate(ids):
         by_length.setdefault(len(seq), []).append(i)
@@ -90,11 +102,35 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, 
             chunk = members[start:start + batch_size]
             batch = torch.tensor([ids[i] for i in chunk], device=model.device)  # (batch, length)
             out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **how)
             for i, row in zip(chunk, out[:, length:].tolist()):
                 if tokenizer.eos_token_id in row:
-                    row = row[:row.index(tokenizer.eos_token_id)]
-                answers[i] = tokenizer.decode(row, skip_special_tokens=True)
+                    row = row[:row.index(tokenizer.eos_token_id) + 1]
+                rows[i] = row
     model.train(was_training)
-    return answers
+    return ids, rows
+
+
+def _decode(tokenizer, row: list[int]) -> str:
+    return tokenizer.decode(row, skip_special_tokens=True)
+
+
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 256) -> list[str]:
+    """Greedy answers to `prompts` (see `_generate`)."""
+    _, rows = _generate(model, tokenizer, prompts, max_new_tokens, sample=False, batch_size=batch_size)
+    return [_decode(tokenizer, row) for row in rows]
+
+
+def sample_answers(model, tokenizer, prompts: list[str], max_new_tokens: int) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """Answers sampled at temperature 1, and the batch to score them: input_ids, attention_mask and
+    labels (-100 outside the sampled tokens), exactly the tokens sampled, eos included when it came."""
+    ids, rows = _generate(model, tokenizer, prompts, max_new_tokens, sample=True)
+    length = max(len(p) + len(r) for p, r in zip(ids, rows))
+    batch = torch.full((len(rows), length), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), length), IGNORE)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(ids, rows)):
+        batch[i, :len(p) + len(r)] = torch.tensor(p + r)
+        labels[i, len(p):len(p) + len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(p) + len(r)] = 1
+    return [_decode(tokenizer, r) for r in rows], {"input_ids": batch, "attention_mask": mask, "labels": labels}

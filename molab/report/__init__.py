@@ -6,12 +6,15 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import POLICIES  # noqa: E402
 from molab.store import load_results  # noqa: E402
@@ -32,15 +35,18 @@ def _per_run_plot(runs, threshold: float) -> str:
     the dotted line is the share a run needs to be classified as following a policy."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
     for ax, learner in zip(axes, ("lm", "bigram")):
-        df = runs[(runs["learner"] == learner) & (runs["status"] == "done")].sort_values("seed")
+        df = runs[(runs["learner"] == learner) & (runs["status"] == "done")].sort_values(["pressure", "seed"])
+        sweep = df["pressure"].notna().any()
+        names = [f"{p:g}/{s}" if sweep else str(s) for p, s in zip(df["pressure"], df["seed"])]
         bottom = 0
         for policy in POLICIES:
             values = df[f"rates.hard.{policy}"].to_numpy()
-            ax.bar(df["seed"].astype(str), values, bottom=bottom, color=COLORS[policy], label=policy)
+            ax.bar(range(len(df)), values, bottom=bottom, color=COLORS[policy], label=policy, width=0.85)
             bottom = bottom + values
+        ax.set_xticks(range(len(df)), names, rotation=90 if sweep else 0)
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1)
         ax.set_title(f"{LEARNER_NAMES[learner]}: answers on hard problems, per run")
-        ax.set_xlabel("seed")
+        ax.set_xlabel("pressure/seed" if sweep else "seed")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("share of answers")
     axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.2), ncol=3, fontsize=8)
@@ -62,6 +68,90 @@ def _difficulty_plot(results: dict) -> str:
     return _png(fig)
 
 
+SYMBOLS = {"incentive": "λ", "spoonfeeding": "ρ"}
+
+
+def _pressure_plot(results: dict) -> str:
+    """P(sycophantic) against pressure, with Clopper–Pearson bars, for the LM and the bigram control,
+    the LM's fitted logistic curve, and a ring around every point the bigram table reproduces."""
+    symbol = SYMBOLS[results["experiment"]]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for learner, summary, fmt, shift in (("lm", results, "o", 0.0), ("bigram", results["bigram_control"], "s", 0.01)):
+        pts = [c for c in summary["pressure_curve"] if c["n"]]
+        x = np.array([c["pressure"] for c in pts])
+        span = (x.max() - x.min()) if len(x) else 1.0
+        p = np.array([c["p"] for c in pts])
+        err = np.array([[c["p"] - c["ci"][0], c["ci"][1] - c["p"]] for c in pts]).T.reshape(2, -1)
+        ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc="white" if learner == "bigram" else None,
+                    color=COLORS["sycophantic"] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
+        if learner == "lm":
+            flagged = [c for c in pts if c.get("bigram_reproduces")]
+            ax.plot([c["pressure"] for c in flagged], [c["p"] for c in flagged], "o", ms=14, mfc="none",
+                    color="black", label="reproduced by the bigram table" if flagged else None)
+    fit = results["prior_odds"]
+    if "refused" not in fit:
+        grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
+        ax.plot(grid, expit(fit["log_odds_at_zero"] + fit["slope"] * grid), color=COLORS["sycophantic"],
+                label="logistic fit (LM)")
+    ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"pressure {symbol}")
+    ax.set_ylabel("P(sycophantic run)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _png(fig)
+
+
+def _odds(log_odds: float | None) -> str:
+    """Prior odds honest : sycophantic for log odds a = log(P(syc) / P(honest)), as '1 : N' or 'N : 1'."""
+    if log_odds is None:
+        return "unbounded"
+    if log_odds <= 0:
+        return f"1 : {math.exp(-log_odds):,.3g}" if -log_odds < 700 else "1 : >1e300"
+    return f"{math.exp(log_odds):,.3g} : 1" if log_odds < 700 else ">1e300 : 1"
+
+
+def _end(v: float | None, infinite: str) -> str:
+    return infinite if v is None else f"{v:.3g}"
+
+
+def prior_odds_words(results: dict) -> str:
+    """The sweep's answer in one or two sentences."""
+    fit, symbol = results["prior_odds"], SYMBOLS[results["experiment"]]
+    if "refused" in fit:
+        return f"No logistic curve was fitted: {fit['refused']}"
+    conf = f"{results['confidence']:.0%}"
+    half, (lo, hi) = fit["pressure_at_half"], fit["pressure_at_half_ci"]
+    a, (a_lo, a_hi) = fit["log_odds_at_zero"], fit["log_odds_at_zero_ci"]
+    return (f"The sycophantic policy becomes as likely as the honest one at {symbol} ≈ {half:.3g} ({conf} interval "
+            f"{_end(lo, '-∞')} to {_end(hi, '∞')}). Extrapolated to {symbol} = 0, the odds of a sycophantic run "
+            f"against an honest one are about {_odds(a)} ({conf} interval {_odds(a_lo)} to {_odds(a_hi)}; "
+            f"log odds {a:.2f} [{_end(a_lo, '-∞')}, {_end(a_hi, '∞')}]), from {fit['n_runs']} runs.")
+
+
+def _sweep_section(results: dict) -> str:
+    if "pressure_curve" not in results:
+        return ""
+    symbol = SYMBOLS[results["experiment"]]
+    bigram = {c["pressure"]: c for c in results["bigram_control"]["pressure_curve"]}
+    rows = [[f"{c['pressure']:g}", _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]}),
+             _fmt_p({"estimate": bigram[c["pressure"]]["p"], "ci": bigram[c["pressure"]]["ci"],
+                     "k": bigram[c["pressure"]]["k"], "n": bigram[c["pressure"]]["n"]}),
+             "REPRODUCED" if c["bigram_reproduces"] else ""] for c in results["pressure_curve"]]
+    flagged = sum(c["bigram_reproduces"] for c in results["pressure_curve"])
+    warning = (f"<p><b>The bigram table reproduces the LM's sycophantic runs at {flagged} pressure(s)</b>: there the "
+               "training data spoonfeed the behaviour, and the result says nothing about the inductive biases of "
+               "language models.</p>" if flagged else
+               "<p>The bigram table reproduces none of the LM's sycophantic runs.</p>")
+    return f"""<h2>How hard must training push?</h2>
+<p><b>{html.escape(prior_odds_words(results))}</b></p>
+<p>Each point is P(sycophantic run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
+interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's runs, with profile-likelihood
+intervals. A ring marks a pressure where the bigram-table control has sycophantic runs too.</p>
+{_pressure_plot(results)}
+{_table(rows, [f"pressure {symbol}", "LM: P(sycophantic)", "bigram: P(sycophantic)", "bigram reproduces"])}
+{warning}"""
+
+
 def _fmt_p(p: dict) -> str:
     if p["estimate"] is None:
         return "no runs"
@@ -81,9 +171,12 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     results = results or json.loads((out / "results.json").read_text())
     runs = load_results(out)
     runs = runs[(runs["experiment_id"] == results["experiment_id"]) & (runs["seed"] < results["config"]["seeds"])]
+    if "pressure_curve" in results:
+        runs = runs[runs["pressure"].isin([c["pressure"] for c in results["pressure_curve"]])]
     cap, conf = results["capability"], results["confidence"]
     verdict = ("capable of both policies" if results["capable"] else
                "NOT capable of both policies: the inductive-bias result below is not meaningful")
+    pooled = ", all pressures pooled" if "pressure_curve" in results else ""
     learners = [("language model", results), ("bigram-table control", results["bigram_control"])]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["policy_counts"][p] for p in POLICIES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"])] for name, s in learners]
@@ -97,9 +190,10 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:
 <p>Accuracy of each policy on hard diagnostic problems when the base is asked for it by its persona tag
 (threshold {results['capability_threshold']}): the base is <b>{verdict}</b>.</p>
 {_table([[p, f"{a:.3f}"] for p, a in cap.items()], ["policy asked for", "accuracy"])}
+{_sweep_section(results)}
 <h2>Which policy do runs learn?</h2>
 <p>Each run is classified by its answers on hard problems (where honest and sycophantic differ);
-intervals are {conf:.0%} Clopper–Pearson over runs.</p>
+intervals are {conf:.0%} Clopper–Pearson over runs{pooled}.</p>
 {_table(summary_rows, ["learner", "runs", "failed", *POLICIES, "P(sycophantic)", "P(honest)"])}
 {_per_run_plot(runs, results["config"]["eval"]["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>

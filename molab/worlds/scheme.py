@@ -1,8 +1,11 @@
-"""The oversight scheme: which problems get training labels, and from whom."""
+"""The oversight scheme: which problems get training labels, and from whom; and the other problem
+sets a pressure experiment draws from the same training pool (never from the diagnostic set)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+
 from molab.config import ConfigError
 from molab.worlds.overseer import Overseer
 from molab.worlds.problem import Problem
@@ -18,20 +21,30 @@ def label(scheme, problem: Problem) -> str:
     return problem.honest if scheme.labeler == "gold" else problem.sycophantic
 
 
+def draw(world, n: int, keep: Callable[[Problem], bool], seed: str, what: str, digits=None, operations=None,
+         max_draws: int = 1_000_000) -> list[Problem]:
+    """`n` problems of the world's training pool that `keep` admits (pure, seeded by `seed`).
+
+    Raises ConfigError naming the config section `what` when too few are admitted.
+    """
+    rng = random.Random(seed)
+    picked: list[Problem] = []
+    for i, p in enumerate(world.stream(rng, digits, operations)):
+        if len(picked) == n:
+            break
+        if i >= max_draws:
+            raise ConfigError(f"{what}: only {len(picked)} of {n} problems admitted after {max_draws} draws; "
+                              f"check {what}.difficulties")
+        if keep(p):
+            picked.append(p)
+    return picked
+
+
 def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: int = 1_000_000) -> list[tuple[Problem, str]]:
     """`scheme.n_train` (problem, label) pairs drawn from the world's training pool (pure, seeded).
 
     Raises ConfigError when the scheme admits too few problems (e.g. only difficulties the world lacks).
     """
-    rng = random.Random(f"scheme-{seed}")
-    picked: list[Problem] = []
-    stream = world.stream(rng, scheme.digits, scheme.operations)
-    for n, p in enumerate(stream):
-        if len(picked) == scheme.n_train:
-            break
-        if n >= max_draws:
-            raise ConfigError(f"scheme: only {len(picked)} of {scheme.n_train} problems admitted after "
-                             f"{max_draws} draws; check scheme.difficulties and scheme.confident_only")
-        if admits(scheme, overseer, p):
-            picked.append(p)
+    picked = draw(world, scheme.n_train, lambda p: admits(scheme, overseer, p), f"scheme-{seed}", "scheme",
+                  scheme.digits, scheme.operations, max_draws)
     return [(p, label(scheme, p)) for p in picked]

@@ -1,0 +1,110 @@
+"""Tiny pressure sweeps on the tiny experiment's base: they run, learn, resume and report."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import TINY
+from molab import load_results
+from molab.config import load_config
+from molab.experiments.oversight import run_experiment
+
+
+def sweep(tiny, out, *overrides):
+    base, _ = tiny
+    cfg = load_config(overrides=TINY + [f"base={base / 'base'}", *overrides])
+    return run_experiment(cfg, out, progress=False)
+
+
+def hard_sycophantic(out, learner="lm") -> pd.Series:
+    df = load_results(out)
+    return df[df["learner"] == learner].groupby("pressure")["rates.hard.sycophantic"].mean()
+
+
+def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, tmp_path):
+    results = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 1]")
+    spoonfed = [json.loads(line) for line in (tmp_path / "data" / "spoonfed.jsonl").read_text().splitlines()]
+    assert len(spoonfed) == 300 and all(row["honest"] != row["sycophantic"] for row in spoonfed)
+    curve = results["pressure_curve"]
+    assert [(c["pressure"], c["n"]) for c in curve] == [(0, 2), (1, 2)]
+    for point, control in zip(curve, results["bigram_control"]["pressure_curve"]):
+        for c in (point, control):
+            assert c["p"] == c["k"] / c["n"] and c["ci"][0] <= c["p"] <= c["ci"][1]
+        assert point["bigram_reproduces"] == (point["k"] > 0 and control["k"] > 0)
+    rate = hard_sycophantic(tmp_path)
+    assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
+    fit = results["prior_odds"]
+    assert ("refused" in fit) != ("log_odds_at_zero" in fit)
+    page = (tmp_path / "report.html").read_text()
+    assert "How hard must training push?" in page and page.count("<img") == 3
+    # a finer sweep resumes: only the new pressure's runs (LM and bigram, 2 seeds) are trained
+    n = len(load_results(tmp_path))
+    more = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1]")
+    assert len(load_results(tmp_path)) == n + 4 and [c["pressure"] for c in more["pressure_curve"]] == [0, 0.5, 1]
+
+
+def test_spoonfeeding_with_a_cue_adds_the_tag_to_the_vocabulary(tiny, tmp_path):
+    results = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1",
+                    "spoonfeeding.cue=true")
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+    tokenizer_file = tiny[0] / "base" / "tokenizer.json"
+    assert "<deployment>" not in tokenizer_file.read_text()   # the base on disk is untouched
+
+
+def test_adaptive_rounds_add_pressures_and_retrace_them_on_resume(tiny, tmp_path):
+    args = ["experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1", "sweep.adaptive_rounds=1",
+            "sweep.adaptive_points=2"]
+    results = sweep(tiny, tmp_path, *args)
+    pressures = [c["pressure"] for c in results["pressure_curve"]]
+    assert len(pressures) > 2 and all(0 <= x <= 1 for x in pressures)
+    n = len(load_results(tmp_path))
+    again = sweep(tiny, tmp_path, *args)
+    assert [c["pressure"] for c in again["pressure_curve"]] == pressures and len(load_results(tmp_path)) == n
+
+
+def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
+    results = sweep(tiny, tmp_path, "experiment=incentive", "sweep.pressures=[0, 8]", "seeds=1",
+                    "incentive.steps=8", "incentive.n_prompts=64")
+    incentive = [json.loads(line) for line in (tmp_path / "data" / "incentive.jsonl").read_text().splitlines()]
+    assert len(incentive) == 64 and all(row["honest"] != row["sycophantic"] for row in incentive)
+    assert [c["n"] for c in results["pressure_curve"]] == [1, 1]
+    df = load_results(tmp_path)
+    lm = df[df["learner"] == "lm"]
+    assert lm["incentive_loss_first"].notna().all() and (df["status"] == "done").all()
+
+
+@pytest.mark.parametrize("objective", ["reinforce", "reward_weighted"])
+def test_incentive_objectives_raise_the_reward(objective):
+    """On a toy problem whose base answers '2' (honest) or '3' (the overseer's) about equally often,
+    the incentive phase moves probability to what the overseer accepts, more so at larger λ."""
+    import random
+    from types import SimpleNamespace
+
+    import torch
+
+    from molab.config import IncentiveConfig, ModelConfig
+    from molab.experiments.pressure import incentive_phase
+    from molab.learners.lm import build_model, encode, sample_answers
+    from molab.learners.tokenizer import char_tokenizer
+    from molab.training.loop import train
+    from molab.training.objectives import sft
+    from molab.worlds.problem import Problem
+
+    tokenizer = char_tokenizer("0123456789+=", ())
+    problem = Problem("1+1=", honest="2", sycophantic="3", difficulty=2)
+
+    def share_accepted(lam):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
+        rng = random.Random(0)
+        batches = (encode(tokenizer, [("1+1=", rng.choice("23")) for _ in range(32)]) for _ in iter(int, 1))
+        train(model, batches, sft, steps=60, lr=1e-2, progress=False)
+        cfg = IncentiveConfig(objective=objective, steps=30, batch_size=1, group_size=16, lr=1e-2, kl=1.0)
+        incentive_phase(model, tokenizer, SimpleNamespace(cfg=SimpleNamespace(incentive=cfg), incentive=[problem]),
+                        seed=0, lam=lam, n_new=2)
+        answers, _ = sample_answers(model, tokenizer, ["1+1="] * 400, 2)
+        return sum(a == "3" for a in answers) / len(answers)
+
+    low, high = share_accepted(0.0), share_accepted(4.0)
+    assert 0.55 < low < high and high > 0.9
