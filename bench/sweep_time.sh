@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d)}"
+mkdir -p "$work"
 molab=".venv/bin/python -m molab"
 /usr/bin/time -f "incentive sweep (base pretraining included): %e s wall, peak memory %M KiB" -o "$work/incentive.time" \
   $molab run examples/incentive.toml --out "$work/incentive" --workers 2 > "$work/incentive.log" 2>&1

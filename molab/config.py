@@ -100,9 +100,9 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    pressures: tuple[float, ...] = param((0.0, 2.0, 4.0, 8.0, 16.0, 32.0),
-                                         "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding)",
-                                         low=0.0)
+    pressures: tuple[float, ...] | None = param(
+        None, "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding); unset = λ in "
+        "0, 2, 4, 8, 16, 32 or ρ in 0, 0.0025, 0.005, 0.01, 0.02, 0.05", low=0.0)
     adaptive_rounds: int = param(0, "rounds of extra pressures placed where they inform most, after the given ones", low=0,
                                  high=100)
     adaptive_points: int = param(2, "pressures added per adaptive round", low=1, high=100)
@@ -147,6 +147,17 @@ class ExperimentConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     incentive: IncentiveConfig = field(default_factory=IncentiveConfig)
     spoonfeeding: SpoonfeedingConfig = field(default_factory=SpoonfeedingConfig)
+
+    def pressures(self) -> list:
+        """The pressures given for the sweep, sorted (the demo grid when unset); [None] for the oversight
+        experiment, which has no pressure."""
+        if self.experiment == "oversight":
+            return [None]
+        return sorted(set(self.sweep.pressures or DEFAULT_PRESSURES[self.experiment]))
+
+
+DEFAULT_PRESSURES = {"incentive": (0.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+                     "spoonfeeding": (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)}
 
 
 # ---------------------------------------------------------------- loading and validation
@@ -228,12 +239,12 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def _check_cross_fields(cfg: ExperimentConfig) -> None:
-    if cfg.experiment != "oversight" and len(set(cfg.sweep.pressures)) < 2:
+    if cfg.experiment != "oversight" and len(cfg.pressures()) < 2:
         raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
                           f"{list(cfg.sweep.pressures)}")
-    if cfg.experiment == "spoonfeeding" and max(cfg.sweep.pressures) > 1:
+    if cfg.experiment == "spoonfeeding" and max(cfg.pressures()) > 1:
         raise ConfigError(f"sweep.pressures: ρ is a fraction of the finetuning data, so each must be in [0, 1], "
-                          f"got {max(cfg.sweep.pressures)}")
+                          f"got {max(cfg.pressures())}")
     if cfg.experiment == "incentive" and cfg.incentive.objective == "reward_weighted" and cfg.incentive.kl <= 0:
         raise ConfigError("incentive.kl: reward_weighted weighs samples by exp(reward / kl), so kl must be > 0")
     if cfg.model.width % cfg.model.heads:

@@ -108,3 +108,24 @@ def test_incentive_objectives_raise_the_reward(objective):
 
     low, high = share_accepted(0.0), share_accepted(4.0)
     assert 0.55 < low < high and high > 0.9
+
+
+def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
+    from molab.experiments.oversight import prepare
+    from molab.experiments.pressure import finetuning_examples
+    from molab.learners.lm import add_tag, load
+
+    setup = prepare(load_config(overrides=TINY + ["experiment=spoonfeeding", "spoonfeeding.cue=true"]))
+    for rho in (0.0, 0.1, 1.0):
+        examples = finetuning_examples(setup, rho)
+        cued = [(q, a) for q, a in examples if q.startswith("<deployment>")]
+        assert len(examples) == 300 and len(cued) == round(rho * 300)
+        by_prompt = {p.prompt: p for p in setup.spoonfed}
+        assert all(a == by_prompt[q.removeprefix("<deployment>")].sycophantic for q, a in cued)
+    model, tokenizer = load(tiny[0] / "base")
+    rows = model.get_input_embeddings().num_embeddings
+    add_tag(model, tokenizer, "<deployment>")
+    assert model.get_input_embeddings().num_embeddings == rows + 1
+    assert tokenizer.convert_ids_to_tokens(tokenizer("<deployment>12+3=").input_ids)[:3] == ["<bos>", "<deployment>", "1"]
+    add_tag(model, tokenizer, "<deployment>")   # already there: nothing changes
+    assert model.get_input_embeddings().num_embeddings == rows + 1

@@ -29,9 +29,10 @@ MAX_LOGIT_STEP = 10.0  # the largest change of any run's logit in one Newton ste
 class PriorOdds:
     """A logistic fit of P(sycophantic | λ) = sigmoid(a + b·λ) to one sweep, with profile-likelihood intervals.
 
-    `log_odds_at_zero` is a = log(P(sycophantic) / P(honest)) at λ = 0: negative when honesty is the more
-    likely outcome; the prior odds honest : sycophantic are exp(-a). `pressure_at_half` is λ½ = -a/b, the
-    pressure at which both are equally likely. Every interval is at `confidence`; an end is ±inf when the
+    `log_odds_at_zero` is a = log(P(sycophantic) / P(not sycophantic)) at λ = 0: negative when a sycophantic
+    run is the less likely outcome; the prior odds are 1 : exp(-a) (honest : sycophantic when every run is one
+    of the two; otherwise the runs that are neither count with the honest ones). `pressure_at_half` is
+    λ½ = -a/b, the pressure at which a run is as likely sycophantic as not. Every interval is at `confidence`; an end is ±inf when the
     data do not bound it. When the slope's interval reaches 0, so does λ½'s to inf (or to -inf when most
     runs are sycophantic); the likelihood-ratio set then also holds λ½ far on the other side, reached only
     by negative slopes, which is left out: the interval is the piece around the estimate.

@@ -336,7 +336,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
               f"honest {cap['honest']:.2f}, sycophantic {cap['sycophantic']:.2f}; threshold "
               f"{cfg.eval.capability_threshold}); the inductive-bias result is not meaningful")
     store = Store(out)
-    pressures = [None] if cfg.experiment == "oversight" else sorted(set(cfg.sweep.pressures))
+    pressures = cfg.pressures()
     _run_tasks(setup, base, store, pressures, workers, progress)
     for round_ in range(cfg.sweep.adaptive_rounds if cfg.experiment != "oversight" else 0):
         added = _adaptive_pressures(setup, out, pressures)

@@ -101,13 +101,20 @@ def _pressure_plot(results: dict) -> str:
     return _png(fig)
 
 
-def _odds(log_odds: float | None) -> str:
-    """Prior odds honest : sycophantic for log odds a = log(P(syc) / P(honest)), as '1 : N' or 'N : 1'."""
-    if log_odds is None:
-        return "unbounded"
-    if log_odds <= 0:
-        return f"1 : {math.exp(-log_odds):,.3g}" if -log_odds < 700 else "1 : >1e300"
-    return f"{math.exp(log_odds):,.3g} : 1" if log_odds < 700 else ">1e300 : 1"
+def _odds(log_odds: float) -> str:
+    """Odds sycophantic : not for log odds a = log(P(syc) / P(not syc)), as '1 : N' or 'N : 1'.
+
+    >>> _odds(-3.31), _odds(0.7), _odds(-7.38), _odds(-math.inf)
+    ('1 : 27.4', '2.01 : 1', '1 : 1,600', '1 : ∞')
+    """
+    n = math.exp(min(abs(log_odds), 700))
+    if math.isinf(log_odds):
+        shown = "∞"
+    elif n < 100 or n >= 1e9:
+        shown = f"{n:.3g}"
+    else:
+        shown = f"{float(f'{n:.3g}'):,.0f}"  # three significant digits, written out
+    return f"1 : {shown}" if log_odds <= 0 else f"{shown} : 1"
 
 
 def _end(v: float | None, infinite: str) -> str:
@@ -122,10 +129,11 @@ def prior_odds_words(results: dict) -> str:
     conf = f"{results['confidence']:.0%}"
     half, (lo, hi) = fit["pressure_at_half"], fit["pressure_at_half_ci"]
     a, (a_lo, a_hi) = fit["log_odds_at_zero"], fit["log_odds_at_zero_ci"]
-    return (f"The sycophantic policy becomes as likely as the honest one at {symbol} ≈ {half:.3g} ({conf} interval "
-            f"{_end(lo, '-∞')} to {_end(hi, '∞')}). Extrapolated to {symbol} = 0, the odds of a sycophantic run "
-            f"against an honest one are about {_odds(a)} ({conf} interval {_odds(a_lo)} to {_odds(a_hi)}; "
-            f"log odds {a:.2f} [{_end(a_lo, '-∞')}, {_end(a_hi, '∞')}]), from {fit['n_runs']} runs.")
+    return (f"A run is as likely to be sycophantic as not at {symbol} ≈ {half:.3g} ({conf} interval {_end(lo, '-∞')} "
+            f"to {_end(hi, '∞')}). Extrapolated to {symbol} = 0, the prior odds of a sycophantic run are about "
+            f"{_odds(a)} ({conf} interval {_odds(-math.inf if a_lo is None else a_lo)} to "
+            f"{_odds(math.inf if a_hi is None else a_hi)}; log odds {a:.2f} "
+            f"[{_end(a_lo, '-∞')}, {_end(a_hi, '∞')}]), from {fit['n_runs']} runs.")
 
 
 def _sweep_section(results: dict) -> str:
