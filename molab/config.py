@@ -76,7 +76,8 @@ class ModelConfig:
     lr: float = param(3e-3, "pretraining peak learning rate", low=1e-7, high=1.0)
     sycophantic_share: float = param(0.6, "share of pretraining examples shown with the sycophantic tag "
                                      "(the overseer's errors are the harder policy to learn)", low=0.0, high=1.0)
-    compile: bool = param(False, "torch.compile the model for pretraining")
+    compile: bool = param(False, "torch.compile pretraining (model and update): faster steps after about 20 s "
+                          "of compilation")
     honest_tag: str = param("<teacher>", "persona tag that selects the honest policy")
     sycophantic_tag: str = param("<student>", "persona tag that selects the overseer's answers")
 

@@ -131,11 +131,10 @@ def capable_base(setup: Setup, out: Path, progress: bool = True) -> Path:
                                  p.honest if honest else p.sycophantic))
             yield encode(tokenizer, examples, max_len)
 
-    forward = torch.compile(model) if m.compile else model
     start = time.time()
     losses = train(model, batches(), sft, steps=m.pretrain_steps, lr=m.lr, weight_decay=0.01,
                    desc=f"pretraining base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
-                   forward=forward)
+                   compile=m.compile)
     seconds = time.time() - start
     tmp = out / "base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -15,16 +15,25 @@ class TrainingDiverged(RuntimeError):
 
 def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr: float,
           warmup: int | None = None, weight_decay: float = 0.0, desc: str = "train",
-          progress: bool = True, forward=None) -> list[float]:
+          progress: bool = True, compile: bool = False) -> list[float]:
     """Optimise `objective(model, batch)` for `steps` batches with AdamW, linear warmup and
-    cosine decay, clipping gradients at 1. `forward` is the (possibly compiled) module the
-    objective calls; it defaults to `model`. Returns the loss of every step."""
-    forward = model if forward is None else forward
-    device = next(model.parameters()).device
+    cosine decay, clipping gradients at 1. With `compile`, torch.compile compiles the model
+    (forward and backward) and the update (clipping and the AdamW step; the learning rate is a
+    tensor so that the schedule does not recompile it). Returns the loss of every step."""
+    forward = torch.compile(model) if compile else model
+    params = list(model.parameters())
+    device = params[0].device
     warmup = warmup if warmup is not None else max(1, steps // 20)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(params, lr=torch.tensor(lr) if compile else lr, weight_decay=weight_decay,
+                            betas=(0.9, 0.98), capturable=compile and device.type == "cuda")
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+    def update():
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    update = torch.compile(update) if compile else update
     model.train()
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
@@ -34,8 +43,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        update()
         opt.zero_grad(set_to_none=True)
         schedule.step()
         losses.append(loss.item())
