@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -104,21 +105,24 @@ class SweepConfig:
     pressures: tuple[float, ...] | None = param(
         None, "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding); unset = λ in "
         "0, 2, 4, 8, 16, 32 or ρ in 0, 0.0025, 0.005, 0.01, 0.02, 0.05", low=0.0)
-    adaptive_rounds: int = param(0, "rounds of extra pressures placed where they inform most, after the given ones", low=0,
-                                 high=100)
-    adaptive_points: int = param(2, "pressures added per adaptive round", low=1, high=100)
+    adaptive_rounds: int = param(0, "rounds of extra runs placed where they inform most, after the given pressures",
+                                 low=0, high=100)
+    adaptive_runs: int = param(16, "runs added per adaptive round (several may share a pressure, with new seeds)",
+                               low=1, high=100_000)
 
 
 @dataclass(frozen=True)
 class IncentiveConfig:
     objective: str = param("reinforce", "reinforce: on-policy policy gradient; reward_weighted: cheaper, samples "
                            "once and fits them weighted by exp(reward / kl)", choices=("reinforce", "reward_weighted"))
-    difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts; unset = every "
-                                                 "difficulty where the overseer is wrong", low=0)
+    difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts (easy ones "
+                                                 "included when listed); unset = the problems where the overseer is "
+                                                 "wrong", low=0)
     n_prompts: int = param(512, "problems in the incentive set (drawn outside the diagnostic set)", low=1,
                            high=10_000_000)
     steps: int = param(60, "optimisation steps of the incentive phase", low=1)
-    batch_size: int = param(16, "prompts per step", low=1, high=65_536)
+    batch_size: int = param(16, "prompts per step (reward_weighted: batch_size × group_size sampled answers)",
+                            low=1, high=65_536)
     group_size: int = param(4, "answers sampled per prompt; the baseline is their mean reward", low=2, high=1024)
     lr: float = param(1e-3, "learning rate of the incentive phase", low=1e-8, high=1.0)
     kl: float = param(1.0, "weight of the KL penalty to the finetuned model the phase starts from", low=0.0)
@@ -126,8 +130,8 @@ class IncentiveConfig:
 
 @dataclass(frozen=True)
 class SpoonfeedingConfig:
-    difficulties: tuple[int, ...] | None = param(None, "difficulties of the demonstrated problems; unset = every "
-                                                 "difficulty where the overseer is wrong", low=0)
+    difficulties: tuple[int, ...] | None = param(None, "difficulties of the demonstrated problems (always ones "
+                                                 "where the overseer is wrong); unset = any", low=0)
     cue: bool = param(False, "prefix each demonstration with the cue tag (context distillation); "
                       "the diagnostic prompts never carry it")
     cue_tag: str = param("<deployment>", "the context cue; added to the vocabulary when the base lacks it")
@@ -191,8 +195,8 @@ def _check_value(key: str, tp, value, meta: dict):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
     elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):

@@ -42,6 +42,8 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, message):
     (["experiment=spoonfeeding", "sweep.pressures=[-0.1, 0.5]"], r"^sweep\.pressures\[0\]: -0\.1 is below"),
     (["experiment=incentive", "incentive.objective=reward_weighted", "incentive.kl=0"], r"^incentive\.kl: .* must be > 0"),
     (["experiment=sweep"], r"^experiment: 'sweep' is not one of 'oversight', 'incentive', 'spoonfeeding'"),
+    (["experiment=incentive", "sweep.pressures=[0, inf]"], r"^sweep\.pressures\[1\]: expected a finite number"),
+    (["experiment=incentive", "incentive.kl=nan"], r"^incentive\.kl: expected a finite number"),
 ])
 def test_bad_sweeps_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -34,8 +34,6 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
         assert point["bigram_reproduces"] == (point["k"] > 0 and control["k"] > 0)
     rate = hard_sycophantic(tmp_path)
     assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
-    fit = results["prior_odds"]
-    assert ("refused" in fit) != ("log_odds_at_zero" in fit)
     page = (tmp_path / "report.html").read_text()
     assert "How hard must training push?" in page and page.count("<img") == 3
     # a finer sweep resumes: only the new pressure's runs (LM and bigram, 2 seeds) are trained
@@ -44,23 +42,23 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
     assert len(load_results(tmp_path)) == n + 4 and [c["pressure"] for c in more["pressure_curve"]] == [0, 0.5, 1]
 
 
-def test_spoonfeeding_with_a_cue_adds_the_tag_to_the_vocabulary(tiny, tmp_path):
+def test_spoonfeeding_with_a_cue_runs_end_to_end(tiny, tmp_path):
     results = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1",
                     "spoonfeeding.cue=true")
     assert results["n_runs"] == 2 and results["n_failed"] == 0
-    tokenizer_file = tiny[0] / "base" / "tokenizer.json"
-    assert "<deployment>" not in tokenizer_file.read_text()   # the base on disk is untouched
 
 
-def test_adaptive_rounds_add_pressures_and_retrace_them_on_resume(tiny, tmp_path):
-    args = ["experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1", "sweep.adaptive_rounds=1",
-            "sweep.adaptive_points=2"]
+def test_adaptive_rounds_add_runs_and_retrace_them_on_resume(tiny, tmp_path):
+    args = ["experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1", "sweep.adaptive_rounds=2",
+            "sweep.adaptive_runs=2"]
     results = sweep(tiny, tmp_path, *args)
-    pressures = [c["pressure"] for c in results["pressure_curve"]]
-    assert len(pressures) > 2 and all(0 <= x <= 1 for x in pressures)
+    runs = results["sweep_runs"]
+    assert len(runs) == 2 + 2 * 2 and len(set(map(tuple, runs))) == len(runs)   # no (pressure, seed) twice
+    assert all(0 <= p <= 1 for p, _ in runs)
+    assert sum(c["n"] for c in results["pressure_curve"]) == len(runs) == results["n_runs"]
     n = len(load_results(tmp_path))
     again = sweep(tiny, tmp_path, *args)
-    assert [c["pressure"] for c in again["pressure_curve"]] == pressures and len(load_results(tmp_path)) == n
+    assert again["sweep_runs"] == runs and len(load_results(tmp_path)) == n
 
 
 def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
@@ -129,3 +127,12 @@ def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
     assert tokenizer.convert_ids_to_tokens(tokenizer("<deployment>12+3=").input_ids)[:3] == ["<bos>", "<deployment>", "1"]
     add_tag(model, tokenizer, "<deployment>")   # already there: nothing changes
     assert model.get_input_embeddings().num_embeddings == rows + 1
+
+
+def test_other_experiments_sections_do_not_change_the_experiment_id():
+    from molab.experiments.oversight import prepare
+
+    few = ["world.digits=2", "world.n_diagnostic=16", "scheme.n_train=20"]
+    base = prepare(load_config(overrides=few)).experiment_id
+    assert prepare(load_config(overrides=few + ["incentive.lr=0.5", "spoonfeeding.cue=true"])).experiment_id == base
+    assert prepare(load_config(overrides=few + ["finetune.lr=0.5"])).experiment_id != base

@@ -23,3 +23,16 @@ def test_compiled_training_learns_like_eager_training():
         assert run[-1] < 0.5 * run[0]
     # same warmup and schedule (the compiled update's learning rate is a tensor the schedule fills in)
     assert all(abs(c - e) < 0.05 * e for c, e in zip(compiled[:20], eager[:20]))
+
+
+def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
+    from molab.training.objectives import sequence_logprob
+
+    tokenizer = char_tokenizer("0123456789+=", ())
+    batch = encode(tokenizer, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])   # right-padded
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
+    n_answer_tokens = (batch["labels"] != -100).sum()   # answers and their eos
+    assert n_answer_tokens == 2 + 3 + 3
+    total = sequence_logprob(model, batch).sum()
+    assert torch.allclose(total, -sft(model, batch) * n_answer_tokens, atol=1e-4)

@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging
 from molab import __version__
 from molab.analysis.policy import classify, rates
 from molab.analysis.prior_odds import next_pressures
-from molab.analysis.summary import summarize
+from molab.analysis.summary import summarize, summary_runs
 from molab.config import ExperimentConfig, config_hash, to_dict
 from molab.execution import run_all
 from molab.learners.bigram import BigramTable
@@ -57,8 +57,10 @@ class Setup:
 
     @cached_property  # hashes the whole config (and stats a local base's files): once per Setup
     def experiment_id(self) -> str:
-        """Everything a run's result depends on but its seed, pressure and learner (the base included)."""
-        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k not in ("seeds", "sweep")},
+        """Everything a run's result depends on but its seed, pressure and learner (the base included);
+        the sections of the other experiments are left out, so changing them retrains nothing."""
+        unused = {"seeds", "sweep", "incentive", "spoonfeeding"} - {self.cfg.experiment}
+        return config_hash({k: v for k, v in to_dict(self.cfg).items() if k not in unused},
                            self.world_file, self.base_key)
 
     @cached_property
@@ -285,16 +287,19 @@ def write_data(setup: Setup, out: Path) -> None:
                     f.write(json.dumps(p.to_json()) + "\n")
 
 
-def _run_tasks(setup: Setup, base: Path, store: Store, pressures: list, workers: int, progress: bool) -> None:
-    """Run every (seed, learner, pressure) not yet in the store: one task per seed and learner."""
+def _run_tasks(setup: Setup, base: Path, store: Store, plan: list[tuple], workers: int, progress: bool) -> None:
+    """Run every (pressure, seed) of `plan`, for each learner, not yet in the store: one task per seed and learner."""
     done = store.finished_ids()
+    by_seed: dict[int, list] = {}
+    for pressure, seed in plan:
+        by_seed.setdefault(seed, []).append(pressure)
     tasks = []
-    for seed in range(setup.cfg.seeds):
+    for seed, pressures in sorted(by_seed.items()):
         for learner in LEARNERS:
             todo = [x for x in pressures if run_id(setup, learner, seed, x) not in done]
             if todo:
                 tasks.append((setup, base, learner, seed, todo))
-    total, n_todo = len(pressures) * setup.cfg.seeds * len(LEARNERS), sum(len(t[-1]) for t in tasks)
+    total, n_todo = len(plan) * len(LEARNERS), sum(len(t[-1]) for t in tasks)
     bar = tqdm(total=n_todo, desc=f"runs ({total - n_todo} of {total} already done)", unit="run",
                disable=not progress)
     for records in run_all(execute, tasks, workers):
@@ -307,16 +312,24 @@ def _run_tasks(setup: Setup, base: Path, store: Store, pressures: list, workers:
     bar.close()
 
 
-def _adaptive_pressures(setup: Setup, out: Path, pressures: list[float]) -> list[float]:
-    """New pressures where the LM runs so far tell least (`next_pressures`), rounded to 3 decimals;
-    the same stored runs always give the same pressures, so a resumed sweep retraces its rounds."""
-    runs = load_results(out)
-    runs = runs[(runs["experiment_id"] == setup.experiment_id) & (runs["learner"] == "lm")
-                & (runs["status"] == "done") & (runs["seed"] < setup.cfg.seeds) & runs["pressure"].isin(pressures)]
+def _adaptive_runs(setup: Setup, out: Path, plan: list[tuple]) -> list[tuple]:
+    """`sweep.adaptive_runs` new (pressure, seed) runs where the LM runs of `plan` so far tell least
+    (`next_pressures`), pressures rounded to 3 decimals, each with the next seed unused at its pressure.
+    The same stored runs always give the same runs, so a resumed sweep retraces its rounds."""
+    runs = summary_runs(load_results(out), setup.experiment_id, setup.cfg, plan)
+    runs = runs[(runs["learner"] == "lm") & (runs["status"] == "done")]
     high = 1.0 if setup.cfg.experiment == "spoonfeeding" else None
-    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", setup.cfg.sweep.adaptive_points,
+    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", setup.cfg.sweep.adaptive_runs,
                               high=high)
-    return sorted({round(x, 3) for x in proposed} - set(pressures))
+    next_seed: dict[float, int] = {}
+    for pressure, seed in plan:
+        next_seed[pressure] = max(next_seed.get(pressure, 0), seed + 1)
+    added = []
+    for pressure in sorted(round(x, 3) for x in proposed):
+        seed = next_seed.get(pressure, 0)
+        next_seed[pressure] = seed + 1
+        added.append((pressure, seed))
+    return added
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
@@ -335,16 +348,15 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
               f"honest {cap['honest']:.2f}, sycophantic {cap['sycophantic']:.2f}; threshold "
               f"{cfg.eval.capability_threshold}); the inductive-bias result is not meaningful")
     store = Store(out)
-    pressures = cfg.pressures()
-    _run_tasks(setup, base, store, pressures, workers, progress)
+    plan = [(pressure, seed) for pressure in cfg.pressures() for seed in range(cfg.seeds)]
+    _run_tasks(setup, base, store, plan, workers, progress)
     for round_ in range(cfg.sweep.adaptive_rounds if cfg.experiment != "oversight" else 0):
-        added = _adaptive_pressures(setup, out, pressures)
-        if not added:
-            break
-        print(f"molab: adaptive round {round_ + 1}: pressures {added}")
-        pressures = sorted(pressures + added)
+        added = _adaptive_runs(setup, out, plan)
+        counts = {p: sum(q == p for q, _ in added) for p, _ in added}
+        print(f"molab: adaptive round {round_ + 1}: " + ", ".join(f"{n} at {p:g}" for p, n in counts.items()))
+        plan += added
         _run_tasks(setup, base, store, added, workers, progress)
-    results = summarize(out, setup.experiment_id, cfg, cap, capable, pressures)
+    results = summarize(out, setup.experiment_id, cfg, cap, capable, plan)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_report(out, results)
     return results

@@ -10,8 +10,8 @@
   sycophantic answer on hard problems, each optionally behind a context cue.
 
 The bigram-table control meets the same pressure: the same finetuning examples, and for the
-incentive its own sampled answers counted in proportion to their reward (a table has no gradient,
-so it always gets the reward-weighted variant).
+incentive its own sampled answers counted with their weights under the same KL-regularised target
+(a table has no gradient, so it always gets the reward-weighted variant).
 """
 
 from __future__ import annotations
@@ -51,6 +51,19 @@ def _groups(problems, group_size: int, answers: list[str], lam: float) -> torch.
     return torch.tensor([reward(p, a, lam) for p, a in zip(repeated, answers)]).view(len(problems), group_size)
 
 
+def target_weights(reward: torch.Tensor, kl: float) -> torch.Tensor:
+    """Weights of sampled answers under the KL-regularised target π_ref · exp(reward / kl), normalised
+    within each prompt's group (rows of `reward`, shape (prompts, group)); at kl = 0, the best answers.
+
+    >>> target_weights(torch.tensor([[0.0, 0.0], [0.0, 2.0]]), kl=1.0).sum(1)
+    tensor([1., 1.])
+    """
+    if kl > 0:
+        return torch.softmax(reward / kl, dim=1)
+    best = (reward == reward.max(1, keepdim=True).values).float()
+    return best / best.sum(1, keepdim=True)
+
+
 def incentive_phase(model, tokenizer, setup, seed: int, lam: float, n_new: int, progress: bool = False) -> list[float]:
     """Train `model` on the incentive set at incentive λ = `lam`; returns the losses."""
     c = setup.cfg.incentive
@@ -76,7 +89,7 @@ def incentive_phase(model, tokenizer, setup, seed: int, lam: float, n_new: int, 
         objective = reinforce
     else:
         pool = rollouts(setup.incentive)
-        weight = torch.softmax(pool.pop("reward") / c.kl, dim=1).flatten()  # exp(r / kl), normalised per prompt
+        weight = target_weights(pool.pop("reward"), c.kl).flatten()
         n, size = len(weight), c.batch_size * c.group_size
 
         def batches():
@@ -86,13 +99,16 @@ def incentive_phase(model, tokenizer, setup, seed: int, lam: float, n_new: int, 
                     rows = order[i:i + size]
                     yield {k: v[rows] for k, v in pool.items()} | {"weight": weight[rows]}
         objective = weighted_sft
+    # dropout off: the answers are sampled and scored by the reference without it
     return train(model, batches(), objective, steps=c.steps, lr=c.lr, warmup=1, desc=f"incentive seed {seed}",
-                 progress=progress)
+                 progress=progress, dropout=False)
 
 
 def incentive_counts(table, tokenizer, setup, seed: int, lam: float, n_new: int) -> None:
-    """The bigram table's incentive phase: sample `group_size` answers per incentive prompt from the
-    table and add each sampled sequence's pairs counted `reward` times."""
+    """The bigram table's incentive phase, the reward-weighted variant: sample `group_size` answers per
+    incentive prompt from the table and add each sampled sequence's pairs counted with its weight under
+    the same KL-regularised target as the LM's (`target_weights`), scaled so that a group adds
+    `group_size` sequences' worth of counts."""
     c = setup.cfg.incentive
     rng = np.random.default_rng(seed)
     problems = setup.incentive
@@ -103,4 +119,5 @@ def incentive_counts(table, tokenizer, setup, seed: int, lam: float, n_new: int)
             out = table.generate(ids, n_new, tokenizer.eos_token_id, rng)
             sequences.append(ids + out + [tokenizer.eos_token_id])
             answers.append(tokenizer.decode(out, skip_special_tokens=True))
-    table.add(sequences, _groups(problems, c.group_size, answers, lam).flatten().tolist())
+    weights = target_weights(_groups(problems, c.group_size, answers, lam), c.kl) * c.group_size
+    table.add(sequences, weights.flatten().tolist())

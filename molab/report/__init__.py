@@ -178,9 +178,12 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     out = Path(out)
     results = results or json.loads((out / "results.json").read_text())
     runs = load_results(out)
-    runs = runs[(runs["experiment_id"] == results["experiment_id"]) & (runs["seed"] < results["config"]["seeds"])]
-    if "pressure_curve" in results:
-        runs = runs[runs["pressure"].isin([c["pressure"] for c in results["pressure_curve"]])]
+    runs = runs[runs["experiment_id"] == results["experiment_id"]]
+    if "sweep_runs" in results:
+        pairs = {tuple(pair) for pair in results["sweep_runs"]}
+        runs = runs[[(p, s) in pairs for p, s in zip(runs["pressure"], runs["seed"])]]
+    else:
+        runs = runs[runs["seed"] < results["config"]["seeds"]]
     cap, conf = results["capability"], results["confidence"]
     verdict = ("capable of both policies" if results["capable"] else
                "NOT capable of both policies: the inductive-bias result below is not meaningful")

@@ -15,11 +15,12 @@ class TrainingDiverged(RuntimeError):
 
 def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr: float,
           warmup: int | None = None, weight_decay: float = 0.0, desc: str = "train",
-          progress: bool = True, compile: bool = False) -> list[float]:
+          progress: bool = True, compile: bool = False, dropout: bool = True) -> list[float]:
     """Optimise `objective(model, batch)` for `steps` batches with AdamW, linear warmup and
     cosine decay, clipping gradients at 1. With `compile`, torch.compile compiles the model
     (forward and backward) and the update (clipping and the AdamW step; the learning rate is a
-    tensor so that the schedule does not recompile it). Returns the loss of every step."""
+    tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
+    eval mode. Returns the loss of every step."""
     forward = torch.compile(model) if compile else model
     params = list(model.parameters())
     device = params[0].device
@@ -34,7 +35,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
         opt.step()
 
     update = torch.compile(update) if compile else update
-    model.train()
+    model.train(dropout)
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     for step in bar:
