@@ -55,8 +55,12 @@ def target_weights(reward: torch.Tensor, kl: float) -> torch.Tensor:
     """Weights of sampled answers under the KL-regularised target π_ref · exp(reward / kl), normalised
     within each prompt's group (rows of `reward`, shape (prompts, group)); at kl = 0, the best answers.
 
-    >>> target_weights(torch.tensor([[0.0, 0.0], [0.0, 2.0]]), kl=1.0).sum(1)
-    tensor([1., 1.])
+    >>> target_weights(torch.tensor([[0.0, 0.0], [0.0, 2.0]]), kl=1.0)
+    tensor([[0.5000, 0.5000],
+            [0.1192, 0.8808]])
+    >>> target_weights(torch.tensor([[0.0, 2.0], [1.0, 1.0]]), kl=0.0)
+    tensor([[0.0000, 1.0000],
+            [0.5000, 0.5000]])
     """
     if kl > 0:
         return torch.softmax(reward / kl, dim=1)
