@@ -224,10 +224,11 @@ def run_lm(setup: Setup, base: Path, seed: int, pressures: list) -> dict:
 
 def run_bigram(setup: Setup, base: Path, seed: int, pressures: list) -> dict:
     """The bigram-table control on the same finetuning tokens (and pressure), evaluated the same way."""
+    tokenizer = load_tokenizer(base)
+    _, n_new = _tokenizer_and_lengths(setup, tokenizer)
+    prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
     out = {}
     for pressure in pressures:
-        tokenizer = load_tokenizer(base)
-        _, n_new = _tokenizer_and_lengths(setup, tokenizer)
         examples = finetuning_examples(setup, pressure)
         random.Random(seed).shuffle(examples)  # order cannot matter to counts; kept for symmetry with run_lm
         ids = encode(tokenizer, examples)
@@ -235,7 +236,6 @@ def run_bigram(setup: Setup, base: Path, seed: int, pressures: list) -> dict:
         table = BigramTable().fit(seqs)
         if setup.cfg.experiment == "incentive":
             incentive_counts(table, tokenizer, setup, seed, pressure, n_new)
-        prompts = tokenizer([p.prompt for p in setup.diagnostic]).input_ids
         answers = [tokenizer.decode(table.generate(p, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
                    for p in prompts]
         out[pressure] = _metrics(setup, answers)

@@ -84,12 +84,10 @@ def incentive_phase(model, tokenizer, setup, seed: int, lam: float, n_new: int, 
         def batches():
             while True:
                 batch = rollouts(rng.sample(setup.incentive, min(c.batch_size, len(setup.incentive))))
-                batch["ref_logp"] = torch.zeros(len(batch["input_ids"]))
-                if reference is not None:
-                    with torch.no_grad():
-                        on_device = {k: v.to(reference.device) for k, v in batch.items()}
-                        batch["ref_logp"] = sequence_logprob(reference, on_device).cpu()
-                yield batch | {"kl": torch.tensor(c.kl)}
+                with torch.no_grad():
+                    ref_logp = (torch.zeros(len(batch["input_ids"])) if reference is None else sequence_logprob(
+                        reference, {k: v.to(reference.device) for k, v in batch.items()}).cpu())
+                yield batch | {"ref_logp": ref_logp, "kl": torch.tensor(c.kl)}
         objective = reinforce
     else:
         pool = rollouts(setup.incentive)

@@ -63,7 +63,13 @@ def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None
     """
     prompts = tokenizer([p for p, _ in examples]).input_ids
     answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
-    seqs = [p + a + [tokenizer.eos_token_id] for p, a in zip(prompts, answers)]
+    return _batch(tokenizer, prompts, [a + [tokenizer.eos_token_id] for a in answers], length)
+
+
+def _batch(tokenizer, prompts: list[list[int]], answers: list[list[int]], length: int | None = None) -> dict:
+    """Token ids of prompt + answer, right-padded to `length` (default: the longest) and cut there;
+    labels are the answer tokens, -100 elsewhere."""
+    seqs = [p + a for p, a in zip(prompts, answers)]
     length = length or max(map(len, seqs))
     ids = torch.full((len(seqs), length), tokenizer.pad_token_id)
     labels = torch.full((len(seqs), length), IGNORE)
@@ -71,7 +77,7 @@ def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None
     for i, (p, s) in enumerate(zip(prompts, seqs)):
         s = s[:length]
         ids[i, :len(s)] = torch.tensor(s)
-        labels[i, len(p):len(s)] = torch.tensor(s[len(p):])
+        labels[i, len(p):len(s)] = torch.tensor(s[len(p):], dtype=torch.long)
         mask[i, :len(s)] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
@@ -127,12 +133,4 @@ def sample_answers(model, tokenizer, prompts: list[str], max_new_tokens: int) ->
     """Answers sampled at temperature 1, and the batch to score them: input_ids, attention_mask and
     labels (-100 outside the sampled tokens), exactly the tokens sampled, eos included when it came."""
     ids, rows = _generate(model, tokenizer, prompts, max_new_tokens, sample=True)
-    length = max(len(p) + len(r) for p, r in zip(ids, rows))
-    batch = torch.full((len(rows), length), tokenizer.pad_token_id)
-    labels = torch.full((len(rows), length), IGNORE)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(ids, rows)):
-        batch[i, :len(p) + len(r)] = torch.tensor(p + r)
-        labels[i, len(p):len(p) + len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(p) + len(r)] = 1
-    return [_decode(tokenizer, r) for r in rows], {"input_ids": batch, "attention_mask": mask, "labels": labels}
+    return [_decode(tokenizer, r) for r in rows], _batch(tokenizer, ids, rows)

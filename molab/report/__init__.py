@@ -141,10 +141,11 @@ def _sweep_section(results: dict) -> str:
         return ""
     symbol = SYMBOLS[results["experiment"]]
     bigram = {c["pressure"]: c for c in results["bigram_control"]["pressure_curve"]}
-    rows = [[f"{c['pressure']:g}", _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]}),
-             _fmt_p({"estimate": bigram[c["pressure"]]["p"], "ci": bigram[c["pressure"]]["ci"],
-                     "k": bigram[c["pressure"]]["k"], "n": bigram[c["pressure"]]["n"]}),
-             "REPRODUCED" if c["bigram_reproduces"] else ""] for c in results["pressure_curve"]]
+    def point(c: dict) -> str:  # a pressure_curve entry, written like the other probabilities
+        return _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
+
+    rows = [[f"{c['pressure']:g}", point(c), point(bigram[c["pressure"]]), "REPRODUCED" if c["bigram_reproduces"] else ""]
+            for c in results["pressure_curve"]]
     flagged = sum(c["bigram_reproduces"] for c in results["pressure_curve"])
     warning = (f"<p><b>The bigram table reproduces the LM's sycophantic runs at {flagged} pressure(s)</b>: there the "
                "training data spoonfeed the behaviour, and the result says nothing about the inductive biases of "
