@@ -2,8 +2,8 @@
 
 Model FLOP/s = 6 x parameters x tokens per second (forward and backward, the usual estimate);
 the peak is the best torch.mm float32 rate over a few square sizes, with the same threads. Both
-drift by 10% or more on a shared machine, so each is measured five times (throughput in five
-windows of one training run) and the medians are compared.
+drift by 10% or more on a shared machine, so the run is cut into windows, the peak is measured
+just before each window, and the median of the per-window fractions is reported.
 
     python bench/pretrain_throughput.py [--steps 60] [--set model.compile=true --set model.batch_size=128 ...]
 """
@@ -11,6 +11,7 @@ windows of one training run) and the medians are compared.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import time
@@ -40,8 +41,8 @@ def matmul_peak(repeats: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="steps per measured window")
-    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20, help="steps per measured window")
+    parser.add_argument("--windows", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
@@ -54,32 +55,30 @@ def main() -> None:
     stream = make_world(cfg).stream(random.Random(0))
     batch = encode(tokenizer, [(m.honest_tag + p.prompt, p.honest) for p, _ in zip(stream, range(m.batch_size))],
                    max_len)
-    stamps: list[float] = []
+    starts, ends, peaks = [], [], []
 
     def batches():  # one fixed batch: measures the step, not data generation
-        while True:
-            stamps.append(time.perf_counter())
+        for step in itertools.count():
+            if step >= args.warmup and (step - args.warmup) % args.steps == 0:
+                ends.append(time.perf_counter())  # ends[0] closes the warm-up
+                if len(peaks) < args.windows:
+                    peaks.append(matmul_peak())
+                    starts.append(time.perf_counter())
             yield batch
 
-    total = args.warmup + args.windows * args.steps
-    train(model, batches(), sft, steps=total, lr=m.lr, progress=False, compile=m.compile)
-    stamps.append(time.perf_counter())
-    warm_s = stamps[args.warmup] - stamps[0]
-    tokens = args.steps * m.batch_size * max_len
-    rates = [tokens / (stamps[args.warmup + (w + 1) * args.steps] - stamps[args.warmup + w * args.steps])
-             for w in range(args.windows)]
-    peaks = [matmul_peak() for _ in range(args.windows)]
-    flops = 6 * n_params(model) * statistics.median(rates)
-    peak = statistics.median(peaks)
+    begin = time.perf_counter()
+    train(model, batches(), sft, steps=args.warmup + args.windows * args.steps + 1, lr=m.lr, progress=False,
+          compile=m.compile)
+    rates = [args.steps * m.batch_size * max_len / (end - start) for start, end in zip(starts, ends[1:])]
+    fractions = [6 * n_params(model) * r / p for r, p in zip(rates, peaks)]
     print(f"model: {m.architecture}, {n_params(model) / 1e6:.2f}M params, batch {m.batch_size} x {max_len} tokens, "
           f"compile={m.compile}, threads={torch.get_num_threads()}")
-    print(f"warm-up ({args.warmup} steps, compilation included): {warm_s:.1f} s")
+    print(f"warm-up ({args.warmup} steps, compilation included): {ends[0] - begin:.1f} s")
     print(f"throughput: {statistics.median(rates):,.0f} tokens/s (windows: {', '.join(f'{r:,.0f}' for r in rates)})")
-    print(f"model FLOP/s: {flops / 1e9:.1f} GFLOP/s; float32 matmul peak: {peak / 1e9:.1f} GFLOP/s "
-          f"(measurements: {', '.join(f'{p / 1e9:.0f}' for p in peaks)})")
-    print(f"fraction of peak: {flops / peak:.2f} (per window against the median peak: "
-          f"{', '.join(f'{6 * n_params(model) * r / peak:.2f}' for r in rates)})")
-
+    print(f"model FLOP/s: {6 * n_params(model) * statistics.median(rates) / 1e9:.1f} GFLOP/s; float32 matmul peak "
+          f"before each window: {', '.join(f'{p / 1e9:.0f}' for p in peaks)} GFLOP/s")
+    print(f"fraction of peak: {statistics.median(fractions):.2f} (median over windows: "
+          f"{', '.join(f'{f:.2f}' for f in fractions)})")
 
 if __name__ == "__main__":
     main()

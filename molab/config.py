@@ -72,13 +72,13 @@ class ModelConfig:
     width: int = param(128, "hidden size", low=8, high=4096)
     depth: int = param(4, "number of layers", low=1, high=64)
     heads: int = param(4, "attention heads (must divide width)", low=1, high=64)
-    pretrain_steps: int = param(3000, "pretraining steps of the capable base", low=1)
-    batch_size: int = param(64, "pretraining batch size", low=1, high=65_536)
+    pretrain_steps: int = param(1500, "pretraining steps of the capable base", low=1)
+    batch_size: int = param(128, "pretraining batch size", low=1, high=65_536)
     lr: float = param(3e-3, "pretraining peak learning rate", low=1e-7, high=1.0)
     sycophantic_share: float = param(0.6, "share of pretraining examples shown with the sycophantic tag "
                                      "(the overseer's errors are the harder policy to learn)", low=0.0, high=1.0)
-    compile: bool = param(False, "torch.compile pretraining (model and update): faster steps after about 20 s "
-                          "of compilation")
+    compile: bool = param(True, "torch.compile pretraining (model and update): faster steps after about 20 s "
+                          "of compilation; training goes on without it where it does not work")
     honest_tag: str = param("<teacher>", "persona tag that selects the honest policy")
     sycophantic_tag: str = param("<student>", "persona tag that selects the overseer's answers")
 

@@ -25,6 +25,27 @@ def test_compiled_training_learns_like_eager_training():
     assert all(abs(c - e) < 0.05 * e for c, e in zip(compiled[:20], eager[:20]))
 
 
+def test_training_goes_on_without_compile_where_it_does_not_work(monkeypatch, capsys):
+    from molab.training import loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    loop.compile_unavailable.cache_clear()
+    tokenizer = char_tokenizer("0123456789+=", ())
+    batch = encode(tokenizer, [(f"{a}+{b}=", str(a + b)[::-1]) for a in range(10) for b in range(10)], 8)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
+    try:
+        losses = train(model, iter(lambda: batch, None), sft, steps=100, lr=1e-2, progress=False, compile=True)
+    finally:
+        loop.compile_unavailable.cache_clear()
+    assert losses[-1] < 0.5 * losses[0]
+    assert "torch.compile does not work here (RuntimeError: no C++ compiler found); training without it" \
+        in capsys.readouterr().err
+
+
 def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
     from molab.training.objectives import sequence_logprob
 

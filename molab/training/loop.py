@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from collections.abc import Callable, Iterator
 
 import torch
@@ -13,6 +15,17 @@ class TrainingDiverged(RuntimeError):
     """The loss stopped being a finite number."""
 
 
+@functools.cache
+def compile_unavailable(device_type: str) -> str | None:
+    """Why torch.compile cannot run on this device type here (for instance, no C++ compiler for
+    its CPU backend), or None when it can. Tried once per process on a tiny function."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.zeros(4, device=device_type))
+    except Exception as e:  # a missing compiler surfaces as one of several backend errors
+        return f"{type(e).__name__}: {str(e).strip().partition(chr(10))[0]}"
+    return None
+
+
 def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr: float,
           warmup: int | None = None, weight_decay: float = 0.0, desc: str = "train",
           progress: bool = True, compile: bool = False, dropout: bool = True) -> list[float]:
@@ -20,10 +33,14 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     cosine decay, clipping gradients at 1. With `compile`, torch.compile compiles the model
     (forward and backward) and the update (clipping and the AdamW step; the learning rate is a
     tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
-    eval mode. Returns the loss of every step."""
-    forward = torch.compile(model) if compile else model
+    eval mode. Where torch.compile does not work, it says why and trains without it. Returns the
+    loss of every step."""
     params = list(model.parameters())
     device = params[0].device
+    if compile and (why := compile_unavailable(device.type)):
+        print(f"molab: WARNING torch.compile does not work here ({why}); training without it", file=sys.stderr)
+        compile = False
+    forward = torch.compile(model) if compile else model
     warmup = warmup if warmup is not None else max(1, steps // 20)
     opt = torch.optim.AdamW(params, lr=torch.tensor(lr) if compile else lr, weight_decay=weight_decay,
                             betas=(0.9, 0.98), capturable=compile and device.type == "cuda")
