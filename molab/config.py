@@ -72,7 +72,7 @@ class ModelConfig:
     width: int = param(128, "hidden size", low=8, high=4096)
     depth: int = param(4, "number of layers", low=1, high=64)
     heads: int = param(4, "attention heads (must divide width)", low=1, high=64)
-    pretrain_steps: int = param(1500, "pretraining steps of the capable base", low=1)
+    pretrain_steps: int = param(2000, "pretraining steps of the capable base", low=1)
     batch_size: int = param(128, "pretraining batch size", low=1, high=65_536)
     lr: float = param(3e-3, "pretraining peak learning rate", low=1e-7, high=1.0)
     sycophantic_share: float = param(0.6, "share of pretraining examples shown with the sycophantic tag "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
@@ -26,6 +27,18 @@ def compile_unavailable(device_type: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def deterministic():
+    """torch's deterministic algorithms, in eager ops and in the kernels torch.compile generates
+    (compiled CPU training otherwise differs from run to run), restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr: float,
           warmup: int | None = None, weight_decay: float = 0.0, desc: str = "train",
           progress: bool = True, compile: bool = False, dropout: bool = True) -> list[float]:
@@ -33,8 +46,9 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     cosine decay, clipping gradients at 1. With `compile`, torch.compile compiles the model
     (forward and backward) and the update (clipping and the AdamW step; the learning rate is a
     tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
-    eval mode. Where torch.compile does not work, it says why and trains without it. Returns the
-    loss of every step."""
+    eval mode. Compiled training runs with deterministic algorithms, so a seed fixes the run;
+    where torch.compile does not work, it says why and trains without it. Returns the loss of
+    every step."""
     params = list(model.parameters())
     device = params[0].device
     if compile and (why := compile_unavailable(device.type)):
@@ -55,17 +69,18 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     model.train(dropout)
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
-    for step in bar:
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        loss = objective(forward, batch)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
-        loss.backward()
-        update()
-        opt.zero_grad(set_to_none=True)
-        schedule.step()
-        losses.append(loss.item())
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    with deterministic() if compile else contextlib.nullcontext():
+        for step in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            loss = objective(forward, batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
+            loss.backward()
+            update()
+            opt.zero_grad(set_to_none=True)
+            schedule.step()
+            losses.append(loss.item())
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     return losses
