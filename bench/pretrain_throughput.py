@@ -5,7 +5,7 @@ the peak is the best torch.mm float32 rate over a few square sizes, with the sam
 drift by 10% or more on a shared machine, so the run is cut into windows, the peak is measured
 just before each window, and the median of the per-window fractions is reported.
 
-    python bench/pretrain_throughput.py [--steps 60] [--set model.compile=true --set model.batch_size=128 ...]
+    python bench/pretrain_throughput.py [--steps 20] [--windows 15] [--set model.compile=false --set model.batch_size=64 ...]
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
           f"before each window: {', '.join(f'{p / 1e9:.0f}' for p in peaks)} GFLOP/s")
     print(f"fraction of peak: {statistics.median(fractions):.2f} (median over windows: "
           f"{', '.join(f'{f:.2f}' for f in fractions)})")
+
 
 if __name__ == "__main__":
     main()

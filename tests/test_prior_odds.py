@@ -70,7 +70,7 @@ def _runs(counts: dict[float, tuple[int, int]]) -> tuple[list[float], list[bool]
     ([0, 1, 2], [0, 2, 1], "booleans"),
     ([0, 1, 2], ["no", "yes", "yes"], "numbers and booleans"),
     ([2, 2, 2, 2], [0, 1, 0, 1], "two or more distinct pressures"),
-    ([0, 1, 2, 3], [0, 0, 0, 0], "all 4 runs are honest"),
+    ([0, 1, 2, 3], [0, 0, 0, 0], "none of the 4 runs is sycophantic"),
     ([0, 1, 2, 3], [1, 1, 1, 1], "all 4 runs are sycophantic"),
     ([0, 1, 2, 3], [0, 0, 1, 1], "separates"),  # complete separation
     ([0, 1, 1, 2, 3], [0, 0, 1, 1, 1], "separates"),  # quasi-complete: both outcomes only at λ = 1

@@ -67,7 +67,8 @@ def _grouped(pressure, is_sycophantic, who: str) -> tuple[np.ndarray, np.ndarray
 
 
 def _separation(x: np.ndarray, k: np.ndarray, m: np.ndarray) -> str | None:
-    """'up' when no honest run is at a higher pressure than a sycophantic one, 'down' the reverse, else None."""
+    """'up' when no non-sycophantic run is at a higher pressure than a sycophantic one, 'down' the reverse,
+    else None."""
     honest, syc = x[k < m], x[k > 0]
     if honest.max() <= syc.min():
         return "up"
@@ -159,16 +160,17 @@ def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95) -> PriorO
         raise ValueError("fit_prior_odds: no runs" if len(x) == 0 else
                          "fit_prior_odds: need runs at two or more distinct pressures to fit a slope, got one")
     if k.sum() in (0, m.sum()):
-        kind = "sycophantic" if k.sum() else "honest"
-        raise ValueError(f"fit_prior_odds: all {int(m.sum())} runs are {kind}, so the fit does not exist; add runs at "
+        which = f"all {int(m.sum())} runs are" if k.sum() else f"none of the {int(m.sum())} runs is"
+        raise ValueError(f"fit_prior_odds: {which} sycophantic, so the fit does not exist; add runs at "
                          f"{'lower' if k.sum() else 'higher'} pressure")
     separation = _separation(x, k, m)
     if separation == "up":
-        raise ValueError("fit_prior_odds: pressure separates the runs (no honest run above a sycophantic one), so the "
-                         "slope estimate is infinite; add runs between the last honest and first sycophantic pressures")
+        raise ValueError("fit_prior_odds: pressure separates the runs (no non-sycophantic run above a sycophantic "
+                         "one), so the slope estimate is infinite; add runs between the last non-sycophantic and "
+                         "first sycophantic pressures")
     if separation == "down":
-        raise ValueError("fit_prior_odds: every sycophantic run is at lower pressure than every honest run: pressure "
-                         "does not push toward sycophancy here, so there is nothing to extrapolate")
+        raise ValueError("fit_prior_odds: every sycophantic run is at lower pressure than every non-sycophantic run: "
+                         "pressure does not push toward sycophancy here, so there is nothing to extrapolate")
     a, b, cov = _mle(x, k, m)
     if not b > 0:
         raise ValueError(f"fit_prior_odds: fitted slope {b:.3g} <= 0: pressure does not push toward sycophancy here, "
