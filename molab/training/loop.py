@@ -22,7 +22,7 @@ def compile_unavailable(device_type: str) -> str | None:
     its CPU backend), or None when it can. Tried once per process on a tiny function."""
     try:
         torch.compile(lambda x: x * 2 + 1)(torch.zeros(4, device=device_type))
-    except Exception as e:  # a missing compiler surfaces as one of several backend errors
+    except Exception as e:  # noqa: BLE001 (a missing compiler surfaces as one of several backend errors)
         return f"{type(e).__name__}: {str(e).strip().partition(chr(10))[0]}"
     return None
 
