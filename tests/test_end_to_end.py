@@ -2,15 +2,14 @@
 
 import json
 
-import pytest
 import torch
+from conftest import TINY
 
 import molab.experiments.oversight as oversight
 from molab import load_results
 from molab.cli import main
 from molab.config import load_config
 
-from conftest import TINY
 
 def test_base_learned_both_personas(tiny):
     out, results = tiny

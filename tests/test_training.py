@@ -8,20 +8,22 @@ from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
 from molab.training.objectives import sft
 
+TOKENIZER = char_tokenizer("0123456789+=", ())
+
+
+def train_addition(steps: int, compile: bool) -> list[float]:
+    """Losses of a fresh one-layer model (seed 0) trained on every one-digit sum, one fixed batch."""
+    batch = encode(TOKENIZER, [(f"{a}+{b}=", str(a + b)[::-1]) for a in range(10) for b in range(10)], 8)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2, compile=compile), TOKENIZER, 8)
+    return train(model, iter(lambda: batch, None), sft, steps=steps, lr=1e-2, progress=False, compile=compile)
+
 
 def test_compiled_training_learns_like_eager_training():
-    tokenizer = char_tokenizer("0123456789+=", ())
-    batch = encode(tokenizer, [(f"{a}+{b}=", str(a + b)[::-1]) for a in range(10) for b in range(10)], 8)
-
-    def losses(compile):
-        torch.manual_seed(0)
-        model = build_model(ModelConfig(width=32, depth=1, heads=2, compile=compile), tokenizer, 8)
-        return train(model, iter(lambda: batch, None), sft, steps=150, lr=1e-2, progress=False, compile=compile)
-
-    eager, compiled = losses(False), losses(True)
+    eager, compiled = train_addition(150, compile=False), train_addition(150, compile=True)
     for run in (eager, compiled):
         assert run[-1] < 0.5 * run[0]
-    assert losses(True) == compiled  # deterministic: the same seed gives the same run
+    assert train_addition(150, compile=True) == compiled  # deterministic: the same seed gives the same run
     # same warmup and schedule (the compiled update's learning rate is a tensor the schedule fills in)
     assert all(abs(c - e) < 0.05 * e for c, e in zip(compiled[:20], eager[:20]))
 
@@ -34,12 +36,8 @@ def test_training_goes_on_without_compile_where_it_does_not_work(monkeypatch, ca
 
     monkeypatch.setattr(torch, "compile", broken)
     loop.compile_unavailable.cache_clear()
-    tokenizer = char_tokenizer("0123456789+=", ())
-    batch = encode(tokenizer, [(f"{a}+{b}=", str(a + b)[::-1]) for a in range(10) for b in range(10)], 8)
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
     try:
-        losses = train(model, iter(lambda: batch, None), sft, steps=100, lr=1e-2, progress=False, compile=True)
+        losses = train_addition(100, compile=True)
     finally:
         loop.compile_unavailable.cache_clear()
     assert losses[-1] < 0.5 * losses[0]
@@ -50,10 +48,9 @@ def test_training_goes_on_without_compile_where_it_does_not_work(monkeypatch, ca
 def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
     from molab.training.objectives import sequence_logprob
 
-    tokenizer = char_tokenizer("0123456789+=", ())
-    batch = encode(tokenizer, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])   # right-padded
+    batch = encode(TOKENIZER, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])   # right-padded
     torch.manual_seed(0)
-    model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), TOKENIZER, 8)
     n_answer_tokens = (batch["labels"] != -100).sum()   # answers and their eos
     assert n_answer_tokens == 2 + 3 + 3
     total = sequence_logprob(model, batch).sum()

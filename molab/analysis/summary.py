@@ -69,12 +69,12 @@ def prior_odds(runs: pd.DataFrame, confidence: float) -> dict:
             for k, v in dataclasses.asdict(fit).items()}
 
 
-def summary_runs(df: pd.DataFrame, experiment_id: str, cfg, plan: list[tuple] | None = None) -> pd.DataFrame:
+def summary_runs(df: pd.DataFrame, experiment_id: str, seeds: int, plan: list[tuple] | None = None) -> pd.DataFrame:
     """The stored runs of one experiment that its summary covers: seeds 0..seeds-1, or in a sweep the
     (pressure, seed) pairs of its `plan`. Every run gets a `policy` (None when it failed)."""
     df = df[df["experiment_id"] == experiment_id]
-    if cfg.experiment == "oversight" or plan is None:
-        df = df[df["seed"] < cfg.seeds]
+    if plan is None:
+        df = df[df["seed"] < seeds]
     else:
         pairs = set(plan)
         df = df[[(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])]]
@@ -85,9 +85,9 @@ def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool, pla
     """What results.json holds. In a sweep (`plan` of (pressure, seed) pairs) the top-level counts pool
     every pressure; `pressure_curve` and `prior_odds` hold the answer, and each point of the LM's curve
     says whether the bigram table reproduces it (it has sycophantic runs there too)."""
-    df = summary_runs(load_results(out), experiment_id, cfg, plan)
-    conf = cfg.eval.confidence
     sweep = cfg.experiment != "oversight" and plan is not None
+    df = summary_runs(load_results(out), experiment_id, cfg.seeds, plan if sweep else None)
+    conf = cfg.eval.confidence
     pressures = sorted({p for p, _ in plan}) if sweep else []
     by = {learner: df[df["learner"] == learner] for learner in ("lm", "bigram")}
     lm, bigram = (learner_summary(by[k], conf) for k in ("lm", "bigram"))

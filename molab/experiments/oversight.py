@@ -30,8 +30,8 @@ from molab.analysis.prior_odds import next_pressures
 from molab.analysis.summary import summarize, summary_runs
 from molab.config import ExperimentConfig, config_hash, to_dict
 from molab.execution import run_all
-from molab.learners.bigram import BigramTable
 from molab.experiments.pressure import cue, finetuning_examples, incentive_counts, incentive_phase
+from molab.learners.bigram import BigramTable
 from molab.learners.lm import add_tag, build_model, encode, generate_answers, load, load_tokenizer, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.store import Store, load_results
@@ -316,7 +316,7 @@ def _adaptive_runs(setup: Setup, out: Path, plan: list[tuple]) -> list[tuple]:
     """`sweep.adaptive_runs` new (pressure, seed) runs where the LM runs of `plan` so far tell least
     (`next_pressures`), pressures rounded to 3 decimals, each with the next seed unused at its pressure.
     The same stored runs always give the same runs, so a resumed sweep retraces its rounds."""
-    runs = summary_runs(load_results(out), setup.experiment_id, setup.cfg, plan)
+    runs = summary_runs(load_results(out), setup.experiment_id, setup.cfg.seeds, plan)
     runs = runs[(runs["learner"] == "lm") & (runs["status"] == "done")]
     high = 1.0 if setup.cfg.experiment == "spoonfeeding" else None
     proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", setup.cfg.sweep.adaptive_runs,

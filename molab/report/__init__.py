@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import POLICIES  # noqa: E402
+from molab.analysis.summary import summary_runs  # noqa: E402
 from molab.store import load_results  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
@@ -178,13 +179,8 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     """Write `out/report.html` from results.json and the store; returns its path."""
     out = Path(out)
     results = results or json.loads((out / "results.json").read_text())
-    runs = load_results(out)
-    runs = runs[runs["experiment_id"] == results["experiment_id"]]
-    if "sweep_runs" in results:
-        pairs = {tuple(pair) for pair in results["sweep_runs"]}
-        runs = runs[[(p, s) in pairs for p, s in zip(runs["pressure"], runs["seed"])]]
-    else:
-        runs = runs[runs["seed"] < results["config"]["seeds"]]
+    plan = [tuple(pair) for pair in results["sweep_runs"]] if "sweep_runs" in results else None
+    runs = summary_runs(load_results(out), results["experiment_id"], results["config"]["seeds"], plan)
     cap, conf = results["capability"], results["confidence"]
     verdict = ("capable of both policies" if results["capable"] else
                "NOT capable of both policies: the inductive-bias result below is not meaningful")
