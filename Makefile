@@ -30,5 +30,5 @@ clean:
 	rm -rf $(VENV) runs
 
 docs: setup  # regenerate the README's configuration table from the config fields' help text
-	$(BIN)/python -c "import re, pathlib; from molab.config import keys_markdown; p = pathlib.Path('README.md'); \
-	p.write_text(re.sub(r'(?s)<!-- keys -->.*<!-- /keys -->', lambda m: '<!-- keys -->\n' + keys_markdown() + '\n<!-- /keys -->', p.read_text()))"
+	$(BIN)/python -c "import re, pathlib; from molab.config import keys_markdown; from molab.experiments import BUILT_IN; p = pathlib.Path('README.md'); \
+	p.write_text(re.sub(r'(?s)<!-- keys -->.*<!-- /keys -->', lambda m: '<!-- keys -->\n' + keys_markdown(BUILT_IN) + '\n<!-- /keys -->', p.read_text()))"

@@ -6,26 +6,44 @@ import argparse
 import sys
 from pathlib import Path
 
+from molab.analysis.policy import EquivalenceError
 from molab.config import ConfigError, keys_markdown, load_config
-from molab.worlds import WorldFileError
+from molab.worlds import WorldError
 
 DEMO_OUT = "runs/demo"
+BAD_INPUT = (ConfigError, WorldError, EquivalenceError)  # each says what is wrong in one line
+
+
+def _finish(work, out: str) -> int:
+    """Do `work` (returning results), print their summary and where the report is; bad input: one line, exit 2."""
+    try:
+        results = work()
+    except BAD_INPUT as e:
+        print(f"molab: error: {e}", file=sys.stderr)
+        return 2
+    _print_summary(results)
+    print(f"molab: report at {Path(out) / 'report.html'}")
+    return 0
 
 
 def _run(config: str | None, out: str, overrides: list[str], workers: int) -> int:
-    from molab.experiments.oversight import run_experiment
+    from molab.sweep import run_experiment
 
-    try:
-        cfg = load_config(config, overrides)
-        results = run_experiment(cfg, out, workers=workers)
-    except (ConfigError, WorldFileError) as e:
-        print(f"molab: error: {e}", file=sys.stderr)
-        return 2
+    return _finish(lambda: run_experiment(load_config(config, overrides), out, workers=workers), out)
+
+
+def _report(out: str, overrides: list[str]) -> int:
+    from molab.sweep import reanalyse
+
+    return _finish(lambda: reanalyse(out, overrides), out)
+
+
+def _print_summary(results: dict) -> None:
     def p(summary):
         p = summary["p_sycophantic"]
         return "no finished runs" if p["estimate"] is None else f"{p['estimate']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]"
 
-    if "pressure_curve" in results:
+    if results["pressure"] is not None:
         from molab.report import prior_odds_words
 
         for c in results["pressure_curve"]:
@@ -38,8 +56,6 @@ def _run(config: str | None, out: str, overrides: list[str], workers: int) -> in
         print(f"molab: {results['n_runs']} runs ({results['n_failed']} failed); policies {results['policy_counts']}; "
               f"P(sycophantic) = {p(results)} (bigram control: {p(results['bigram_control'])}); "
               f"capable base: {results['capable']}")
-    print(f"molab: report at {Path(out) / 'report.html'}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="override a config key of the default")
     demo.add_argument("--workers", type=int, default=1, help=workers_help)
 
-    report = sub.add_parser("report", help="rewrite DIR/report.html from DIR's results")
+    report = sub.add_parser("report", help="re-score DIR's stored answers and rewrite its results.json and report "
+                            "(no training); --set eval.KEY=VALUE changes how")
     report.add_argument("dir", help="an experiment's output folder")
+    report.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
+                        help="re-analyse with another eval setting, e.g. --set eval.policy_threshold=0.6")
 
     sub.add_parser("keys", help="print every config key with its type, default and meaning")
 
@@ -73,13 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return _run(None, args.out, args.overrides, args.workers)
     if args.command == "report":
-        from molab.report import write_report
-
-        if not (Path(args.dir) / "results.json").is_file():
-            print(f"molab: error: {Path(args.dir) / 'results.json'}: no results here", file=sys.stderr)
-            return 2
-        print(f"molab: report at {write_report(args.dir)}")
-        return 0
+        return _report(args.dir, args.overrides)
     print(keys_markdown())
     return 0
 

@@ -7,6 +7,7 @@ embedded CPU demo: `ExperimentConfig()` is exactly what `molab demo` runs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -17,6 +18,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from molab.experiments import NoOptions
 
 
 class ConfigError(ValueError):
@@ -98,51 +101,37 @@ class EvalConfig:
     capability_threshold: float = param(0.95, "per-persona accuracy on hard problems a capable base needs",
                                         low=0.0, high=1.0)
     confidence: float = param(0.95, "confidence level of the reported intervals", low=0.5, high=0.999)
+    equivalence: str = param("exact", "when an answer counts as a policy's answer, in evaluation and rewards: exact "
+                             "(the same string), numeric (the same number where both parse as one), or "
+                             "module:function (a function (answer, reference) -> bool)")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     pressures: tuple[float, ...] | None = param(
-        None, "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding); unset = λ in "
-        "0, 2, 4, 8, 16, 32 or ρ in 0, 0.0025, 0.005, 0.01, 0.02, 0.05", low=0.0)
+        None, "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding); unset = the "
+        "experiment's default grid: λ in 0, 2, 4, 8, 16, 32 or ρ in 0, 0.0025, 0.005, 0.01, 0.02, 0.05", low=0.0)
     adaptive_rounds: int = param(0, "rounds of extra runs placed where they inform most, after the given pressures",
                                  low=0, high=100)
     adaptive_runs: int = param(16, "runs added per adaptive round (several may share a pressure, with new seeds)",
                                low=1, high=100_000)
 
 
-@dataclass(frozen=True)
-class IncentiveConfig:
-    objective: str = param("reinforce", "reinforce: on-policy policy gradient; reward_weighted: cheaper, samples "
-                           "once and fits them weighted by exp(reward / kl)", choices=("reinforce", "reward_weighted"))
-    difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts (easy ones "
-                                                 "included when listed); unset = the problems where the overseer is "
-                                                 "wrong", low=0)
-    n_prompts: int = param(512, "problems in the incentive set (drawn outside the diagnostic set)", low=1,
-                           high=10_000_000)
-    steps: int = param(60, "optimisation steps of the incentive phase", low=1)
-    batch_size: int = param(16, "prompts per step (reward_weighted: batch_size × group_size sampled answers)",
-                            low=1, high=65_536)
-    group_size: int = param(4, "answers sampled per prompt; the baseline is their mean reward", low=2, high=1024)
-    lr: float = param(1e-3, "learning rate of the incentive phase", low=1e-8, high=1.0)
-    kl: float = param(1.0, "weight of the KL penalty to the finetuned model the phase starts from", low=0.0)
+def _experiment_names() -> tuple[str, ...]:
+    from molab.experiments import registered
 
-
-@dataclass(frozen=True)
-class SpoonfeedingConfig:
-    difficulties: tuple[int, ...] | None = param(None, "difficulties of the demonstrated problems (always ones "
-                                                 "where the overseer is wrong); unset = any", low=0)
-    cue: bool = param(False, "prefix each demonstration with the cue tag (context distillation); "
-                      "the diagnostic prompts never carry it")
-    cue_tag: str = param("<deployment>", "the context cue; added to the vocabulary when the base lacks it")
+    return tuple(registered())
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    experiment: str = param("oversight", "oversight: runs at one setting; incentive and spoonfeeding: sweeps over "
-                            "pressure", choices=("oversight", "incentive", "spoonfeeding"))
-    seeds: int = param(16, "number of runs: seeds 0..seeds-1", low=1, high=100_000)
+    experiment: str = param("oversight", "the registered experiment to run; built in: oversight (runs at one "
+                            "setting), incentive and spoonfeeding (sweeps over pressure)", choices=_experiment_names)
+    seeds: int = param(16, "number of runs (at each pressure): seeds 0..seeds-1", low=1, high=100_000)
     base: str | None = param(None, "local path of a transformers causal LM and tokenizer; unset = pretrain one")
+    keep: str = param("none", "what a run keeps besides its answers: none, or final (its final weights, in "
+                      "weights/RUN_ID of the output folder); runs already recorded are not redone",
+                      choices=("none", "final"))
     world: WorldConfig = field(default_factory=WorldConfig)
     overseer: OverseerConfig = field(default_factory=OverseerConfig)
     scheme: SchemeConfig = field(default_factory=SchemeConfig)
@@ -150,25 +139,24 @@ class ExperimentConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    incentive: IncentiveConfig = field(default_factory=IncentiveConfig)
-    spoonfeeding: SpoonfeedingConfig = field(default_factory=SpoonfeedingConfig)
-
-    def pressures(self) -> list:
-        """The pressures given for the sweep, sorted (the demo grid when unset); [None] for the oversight
-        experiment, which has no pressure."""
-        if self.experiment == "oversight":
-            return [None]
-        return sorted(set(self.sweep.pressures or DEFAULT_PRESSURES[self.experiment]))
+    # the running experiment's own section ([incentive], ...), an instance of its `Config`; set by load_config
+    section: Any = field(default_factory=NoOptions, metadata={"section": True})
 
 
-DEFAULT_PRESSURES = {"incentive": (0.0, 2.0, 4.0, 8.0, 16.0, 32.0),
-                     "spoonfeeding": (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)}
+# Shared sections and keys that change no run: they decide how many runs there are, which pressures a sweep
+# visits, what a run keeps, and how runs are analysed. The experiment id leaves them out.
+NOT_IN_RUN_ID = ("seeds", "keep", "sweep", "eval")
 
 
 # ---------------------------------------------------------------- loading and validation
 
 def _section_type(tp) -> type | None:
     return tp if dataclasses.is_dataclass(tp) else None
+
+
+def _choices(meta: dict, key: str = "choices"):
+    choices = meta.get(key)
+    return choices() if callable(choices) else choices
 
 
 def _check_value(key: str, tp, value, meta: dict):
@@ -201,7 +189,7 @@ def _check_value(key: str, tp, value, meta: dict):
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
-    choices, low, high = meta.get("choices"), meta.get("low"), meta.get("high")
+    choices, low, high = _choices(meta), meta.get("low"), meta.get("high")
     if choices is not None and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
     if low is not None and value < low:
@@ -211,12 +199,19 @@ def _check_value(key: str, tp, value, meta: dict):
     return value
 
 
-def _build(cls, data: dict, prefix: str = ""):
+def _fields(cls) -> dict:
+    """The fields a config file sets, by name (the running experiment's section is set by name, not here)."""
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("section")}
+
+
+def _build(cls, data: dict, prefix: str = "", also_allowed: tuple[str, ...] = ()):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a [{prefix.rstrip('.')}] section")
     hints = typing.get_type_hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = _fields(cls)
     for key in data:
-        if key not in names:
-            allowed = ", ".join(names)
+        if key not in names and key not in also_allowed:
+            allowed = ", ".join([*names, *also_allowed]) or "none"
             raise ConfigError(f"{prefix}{key}: unknown key (allowed here: {allowed})")
     kwargs = {}
     for name, f in names.items():
@@ -224,8 +219,6 @@ def _build(cls, data: dict, prefix: str = ""):
             continue
         section = _section_type(hints[name])
         if section is not None:
-            if not isinstance(data[name], dict):
-                raise ConfigError(f"{prefix}{name}: expected a [{prefix}{name}] section")
             kwargs[name] = _build(section, data[name], f"{prefix}{name}.")
         else:
             kwargs[name] = _check_value(prefix + name, hints[name], data[name], f.metadata)
@@ -243,15 +236,31 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _check_cross_fields(cfg: ExperimentConfig) -> None:
-    if cfg.experiment != "oversight" and len(cfg.pressures()) < 2:
-        raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
-                          f"{list(cfg.sweep.pressures)}")
-    if cfg.experiment == "spoonfeeding" and max(cfg.pressures()) > 1:
-        raise ConfigError(f"sweep.pressures: ρ is a fraction of the finetuning data, so each must be in [0, 1], "
-                          f"got {max(cfg.pressures())}")
-    if cfg.experiment == "incentive" and cfg.incentive.objective == "reward_weighted" and cfg.incentive.kl <= 0:
-        raise ConfigError("incentive.kl: reward_weighted weighs samples by exp(reward / kl), so kl must be > 0")
+def apply_overrides(data: dict, overrides) -> dict:
+    """`data` (a config as nested dicts) with `key=value` overrides applied; the keys they set are in
+    `data`'s new entries. Raises ConfigError for a malformed override."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {k} is not a section")
+        node[keys[-1]] = value
+    return data
+
+
+def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
+    pressure = experiment.pressure
+    if pressure is not None:
+        pressures = sorted(set(cfg.sweep.pressures or pressure.grid))
+        if len(pressures) < 2:
+            raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
+                              f"{list(cfg.sweep.pressures)}")
+        if pressure.high is not None and pressures[-1] > pressure.high:
+            raise ConfigError(f"sweep.pressures: {pressure.symbol} ({pressure.name}) must be in [0, {pressure.high:g}], "
+                              f"got {pressures[-1]:g}")
     if cfg.model.width % cfg.model.heads:
         raise ConfigError(f"model.heads: {cfg.model.heads} does not divide model.width {cfg.model.width}")
     if cfg.world.kind == "jsonl":
@@ -266,6 +275,29 @@ def _check_cross_fields(cfg: ExperimentConfig) -> None:
         for op in cfg.scheme.operations or ():
             if op not in cfg.world.operations:
                 raise ConfigError(f"scheme.operations: {op!r} is not in world.operations {list(cfg.world.operations)}")
+    from molab.analysis.policy import equivalence
+
+    try:
+        equivalence(cfg.eval.equivalence)
+    except ValueError as e:
+        raise ConfigError(f"eval.equivalence: {e}") from None
+    experiment.check(cfg)
+
+
+def config_from_dict(data: dict) -> ExperimentConfig:
+    """Build and validate a config from nested dicts (a parsed TOML file, or `to_dict`'s output).
+    Sections of other registered experiments are checked, then left out: only the running one's is kept."""
+    from molab.experiments import registered
+
+    experiments = registered()
+    name = _check_value("experiment", str, data.get("experiment", "oversight"),
+                        _fields(ExperimentConfig)["experiment"].metadata)
+    sections = {n: _build(e.Config, data[n], f"{n}.") for n, e in experiments.items() if n in data}
+    shared = {k: v for k, v in data.items() if k not in experiments}
+    cfg = _build(ExperimentConfig, shared, also_allowed=tuple(experiments))
+    cfg = dataclasses.replace(cfg, section=sections.get(name) or experiments[name].Config())
+    _check_cross_fields(cfg, experiments[name])
+    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -279,21 +311,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    for item in overrides:
-        keys, value = _parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item}: {k} is not a section")
-        node[keys[-1]] = value
-    cfg = _build(ExperimentConfig, data)
-    _check_cross_fields(cfg)
-    return cfg
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """A config as nested dicts; an ExperimentConfig's own section sits under its experiment's name,
+    so that `config_from_dict(to_dict(cfg)) == cfg`."""
+    if not isinstance(cfg, ExperimentConfig):
+        return dataclasses.asdict(cfg)
+    out = {f.name: dataclasses.asdict(v) if dataclasses.is_dataclass(v := getattr(cfg, f.name)) else v
+           for f in dataclasses.fields(cfg) if f.name != "section"}
+    return out | {cfg.experiment: dataclasses.asdict(cfg.section)}
 
 
 def config_hash(*parts) -> str:
@@ -302,10 +330,20 @@ def config_hash(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def iter_keys(cls=ExperimentConfig, prefix: str = ""):
-    """Yield (key, type name, default, help) for every config field, sections flattened."""
+def iter_keys(cls=None, prefix: str = "", experiments=None):
+    """Yield (key, type name, default, help) for every config field, sections flattened: the shared ones,
+    then the own section of each experiment named in `experiments` (default: every registered one)."""
+    if cls is None:
+        from molab.experiments import registered
+
+        shown = {n: e for n, e in registered().items() if experiments is None or n in experiments}
+        for key, tp, default, help in iter_keys(ExperimentConfig):
+            yield key, tp, default, help + (f" (one of: {', '.join(shown)})" if key == "experiment" else "")
+        for name, experiment in shown.items():
+            yield from iter_keys(experiment.Config, f"{name}.")
+        return
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _fields(cls).values():
         section = _section_type(hints[f.name])
         if section is not None:
             yield from iter_keys(section, f"{prefix}{f.name}.")
@@ -314,7 +352,7 @@ def iter_keys(cls=ExperimentConfig, prefix: str = ""):
         meta = f.metadata
         allowed = meta.get("choices") or meta.get("item_choices")
         help = meta["help"]
-        if allowed:
+        if allowed and not callable(allowed):
             help += f" (one of: {', '.join(map(str, allowed))})"
         yield prefix + f.name, _type_name(hints[f.name]), default, help
 
@@ -328,10 +366,11 @@ def _type_name(tp) -> str:
     return tp.__name__
 
 
-def keys_markdown() -> str:
-    """The configuration table of the README, generated from the fields' help text."""
+def keys_markdown(experiments=None) -> str:
+    """The configuration table of the README (`experiments`: the built-in ones), generated from the fields' help
+    text."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for key, tp, default, help in iter_keys():
+    for key, tp, default, help in iter_keys(experiments=experiments):
         shown = "unset" if default is None else json.dumps(list(default) if isinstance(default, tuple) else default)
         rows.append(f"| `{key}` | {tp} | `{shown}` | {help} |")
     return "\n".join(rows)

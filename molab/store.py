@@ -1,16 +1,23 @@
-"""The results store: one SQLite row per run, and `load_results` for analysis.
+"""The results store (SQLite): one row per run, every answer of every run, and the functions analysis reads.
 
-A row holds the run's id (a hash of everything that determines it), its pressure (sweeps; NULL in
-the oversight experiment), its full config, the code
-revision and package versions, its status ("done" or "failed"), the failure reason, and its
-metrics as JSON. Writing a run that is already stored replaces nothing: `finished_ids` lets a
-sweep skip it, so re-running a sweep resumes it.
+A run's row holds its id (a hash of everything that determines it), its pressure (sweeps; NULL in the
+oversight experiment), its full config, the code revision and package versions, its status ("done" or
+"failed"), the failure reason, its training metrics (losses) as JSON, and where its kept weights are.
+Its answers to every diagnostic problem under every evaluation condition are in `answers` (zlib-
+compressed JSON, one row per run and condition); the problems themselves are stored once per problem
+set in `problem_sets`. A run and its answers are written in one transaction. Writing a run that is
+already stored replaces nothing: `finished_ids` lets a sweep skip it, so re-running a sweep resumes it.
+
+Nothing derived is stored: `load_results` scores the answers when it is called, so a new policy
+threshold or answer equivalence needs no retraining.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import zlib
 import subprocess
 import time
 from contextlib import closing
@@ -36,9 +43,38 @@ CREATE TABLE IF NOT EXISTS runs (
     packages TEXT,
     seconds REAL,
     finished_at TEXT,
-    pressure REAL
-)
+    pressure REAL,
+    weights TEXT,
+    problem_set TEXT
+);
+CREATE TABLE IF NOT EXISTS answers (
+    run_id TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    position INTEGER NOT NULL,  -- the condition's place in the experiment's list; 0 is where runs are classified
+    answers BLOB NOT NULL,      -- zlib-compressed JSON list, in the order of the run's problem set
+    PRIMARY KEY (run_id, condition)
+);
+CREATE TABLE IF NOT EXISTS problem_sets (
+    problem_set TEXT PRIMARY KEY,
+    problems BLOB NOT NULL      -- zlib-compressed JSON list of problems
+);
 """
+ADDED_COLUMNS = {"pressure": "REAL", "weights": "TEXT", "problem_set": "TEXT"}  # absent from older stores
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _pack(value) -> bytes:
+    return zlib.compress(json.dumps(value).encode(), 9)
+
+
+def _unpack(blob: bytes):
+    return json.loads(zlib.decompress(blob))
 
 
 def code_revision() -> str:
@@ -68,9 +104,11 @@ class Store:
     def __init__(self, out: str | Path):
         self.path = Path(out) / STORE
         with closing(self._connect()) as db, db:
-            db.execute(SCHEMA)
-            if "pressure" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:  # a store from molab 0.1
-                db.execute("ALTER TABLE runs ADD COLUMN pressure REAL")
+            db.executescript(SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         self._provenance = (code_revision(), json.dumps(package_versions()))
 
     def _connect(self):
@@ -80,26 +118,91 @@ class Store:
         with closing(self._connect()) as db:
             return {r[0] for r in db.execute("SELECT run_id FROM runs")}
 
+    def add_problems(self, problem_set: str, problems: list) -> None:
+        """Store a problem set (Problem objects) once under its id."""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR IGNORE INTO problem_sets VALUES (?, ?)",
+                       (problem_set, _pack([p.to_json() for p in problems])))
+
     def record(self, *, run_id: str, experiment_id: str, learner: str, seed: int, config: dict,
                status: str, metrics: dict | None = None, error: str | None = None, seconds: float = 0.0,
-               pressure: float | None = None) -> None:
-        """Record a finished run; a run already recorded is left as it is."""
+               pressure: float | None = None, weights: str | None = None, problem_set: str | None = None,
+               answers: dict[str, list[str]] | None = None) -> None:
+        """Record a finished run and its answers (by condition, in order) in one transaction; a run already
+        recorded is left as it is."""
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR IGNORE INTO runs (run_id, experiment_id, learner, seed, status, error, config, "
-                       "metrics, code_revision, packages, seconds, finished_at, pressure) "
-                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, experiment_id, learner, seed, status, error, json.dumps(config),
-                        json.dumps(metrics) if metrics is not None else None, *self._provenance, seconds,
-                        time.strftime("%Y-%m-%dT%H:%M:%S"), pressure))
+            new = db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, experiment_id, learner, seed, status, error, config, metrics, "
+                "code_revision, packages, seconds, finished_at, pressure, weights, problem_set) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, experiment_id, learner, seed, status, error, json.dumps(config),
+                 json.dumps(metrics) if metrics is not None else None, *self._provenance, seconds,
+                 time.strftime("%Y-%m-%dT%H:%M:%S"), pressure, weights, problem_set)).rowcount
+            if new:
+                db.executemany("INSERT INTO answers VALUES (?,?,?,?)",
+                               [(run_id, c, i, _pack(a)) for i, (c, a) in enumerate((answers or {}).items())])
 
 
-def load_results(out: str | Path) -> pd.DataFrame:
-    """Every run recorded under `out`, one row each: the stored columns, with the metrics
-    flattened into columns of their own (e.g. `rates.hard.honest`, `policy`)."""
+def _read(out: str | Path, query: str) -> pd.DataFrame:
     path = Path(out) / STORE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no molab results here")
     with closing(sqlite3.connect(path)) as db:
-        df = pd.read_sql_query("SELECT * FROM runs ORDER BY experiment_id, learner, pressure, seed", db)
-    metrics = pd.json_normalize([json.loads(m) if isinstance(m, str) else {} for m in df["metrics"]])
-    return pd.concat([df.drop(columns="metrics"), metrics], axis=1)
+        return pd.read_sql_query(query, db)
+
+
+def _problems(out) -> dict[str, list]:
+    from molab.worlds.problem import Problem
+
+    df = _read(out, "SELECT * FROM problem_sets")
+    return {row.problem_set: [Problem(**p) for p in _unpack(row.problems)] for row in df.itertuples()}
+
+
+def load_answers(out: str | Path) -> pd.DataFrame:
+    """Every stored answer under `out`: one row per run × diagnostic problem × evaluation condition, with the
+    run's id, experiment, learner, seed and pressure, the condition, and the problem (prompt, difficulty, the
+    honest and the sycophantic answer) beside the run's answer."""
+    runs = _read(out, "SELECT run_id, experiment_id, learner, seed, pressure, problem_set FROM runs")
+    answers = _read(out, "SELECT * FROM answers ORDER BY run_id, position")
+    problems, rows = _problems(out), []
+    by_run = runs.set_index("run_id")
+    for a in answers.itertuples():
+        run = by_run.loc[a.run_id]
+        for i, (p, answer) in enumerate(zip(problems[run.problem_set], _unpack(a.answers), strict=True)):
+            rows.append((a.run_id, run.experiment_id, run.learner, run.seed, run.pressure, a.condition, i, p.prompt,
+                         p.difficulty, p.honest, p.sycophantic, answer))
+    return pd.DataFrame(rows, columns=["run_id", "experiment_id", "learner", "seed", "pressure", "condition",
+                                       "problem", "prompt", "difficulty", "honest", "sycophantic", "answer"])
+
+
+def _flat(prefix: str, d: dict) -> dict:
+    return {k: v for name, value in d.items()
+            for k, v in (_flat(f"{prefix}{name}.", value) if isinstance(value, dict) else {prefix + name: value}).items()}
+
+
+def load_results(out: str | Path, eval=None) -> pd.DataFrame:
+    """Every run recorded under `out`, one row each: the stored columns, the training metrics as columns of their
+    own (e.g. `loss.finetune.last`), and what its answers under the first evaluation condition score under
+    `eval` (an EvalConfig; default: molab's defaults): the rates of honest / sycophantic / other answers
+    (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...) and the run's `policy`
+    (missing for a failed run). Scoring happens here, from the stored answers: nothing derived is stored."""
+    from molab.analysis.policy import classify, equivalence, rates
+    from molab.config import EvalConfig
+    from molab.experiments import get_experiment
+
+    eval = eval or EvalConfig()
+    df = _read(out, "SELECT * FROM runs ORDER BY experiment_id, learner, pressure, seed")
+    first = _read(out, "SELECT run_id, answers FROM answers WHERE position = 0")
+    answers = dict(zip(first["run_id"], first["answers"]))
+    problems, same = _problems(out), equivalence(eval.equivalence)
+    scored = []
+    for run in df.itertuples():
+        metrics = _flat("", json.loads(run.metrics)) if isinstance(run.metrics, str) else {}
+        if run.run_id in answers:
+            experiment = get_experiment(json.loads(run.config)["experiment"])
+            r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
+                      lambda p, a: experiment.score(p, a, same))
+            metrics |= _flat("rates.", r) | {"policy": classify(r["hard"], eval.policy_threshold)}
+        scored.append(metrics)
+    out_df = pd.concat([df.drop(columns="metrics"), pd.DataFrame(scored, index=df.index)], axis=1)
+    return out_df if "policy" in out_df else out_df.assign(policy=None)

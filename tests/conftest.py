@@ -11,7 +11,7 @@ TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", 
 def tiny(tmp_path_factory):
     """(output folder, results) of the tiny experiment; its capable base is in `out / "base"`."""
     from molab.config import load_config
-    from molab.experiments.oversight import run_experiment
+    from molab import run_experiment
 
     out = tmp_path_factory.mktemp("tiny")
     return out, run_experiment(load_config(overrides=TINY), out, progress=False)

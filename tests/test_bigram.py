@@ -28,3 +28,11 @@ def test_large_token_ids_cost_only_what_is_seen():
     table = BigramTable().fit([[50_000, 7, 50_000, 7, 50_000, 1]])
     assert table.counts.shape == (3, 3)
     assert table.generate([50_000], max_new_tokens=3, eos_id=1) == [7, 50_000, 7]
+
+
+def test_adding_new_tokens_grows_the_table_and_keeps_ties_to_the_lowest_id():
+    table = BigramTable().add([[5, 9, 0]])
+    table.add([[5, 7, 0]])   # 7 is new: a row and column of its own, sorted before 9
+    assert list(table.tokens) == [0, 5, 7, 9]
+    assert table.count(5, 9) == table.count(5, 7) == 1
+    assert table.generate([5], 1, eos_id=0) == [7]   # a tie goes to the lowest id

@@ -38,7 +38,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, message):
     (["experiment=incentive", "sweep.pressures=[4]"], r"^sweep\.pressures: a sweep needs at least two distinct"),
     (["experiment=incentive", "sweep.pressures=[2, 2.0]"], r"^sweep\.pressures: a sweep needs at least two distinct"),
     (["experiment=incentive", "sweep.pressures=[0, -1]"], r"^sweep\.pressures\[1\]: -1\.0 is below the allowed range"),
-    (["experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1.5]"], r"^sweep\.pressures: ρ is a fraction .* got 1\.5"),
+    (["experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1.5]"], r"^sweep\.pressures: ρ \(spoonfed fraction .*\) must be in \[0, 1\], got 1\.5"),
     (["experiment=spoonfeeding", "sweep.pressures=[-0.1, 0.5]"], r"^sweep\.pressures\[0\]: -0\.1 is below"),
     (["experiment=incentive", "incentive.objective=reward_weighted", "incentive.kl=0"], r"^incentive\.kl: .* must be > 0"),
     (["experiment=sweep"], r"^experiment: 'sweep' is not one of 'oversight', 'incentive', 'spoonfeeding'"),
@@ -93,4 +93,6 @@ def test_examples_load():
 
 
 def test_readme_config_table_is_generated_from_the_fields():
-    assert keys_markdown() in (ROOT / "README.md").read_text()
+    from molab.experiments import BUILT_IN
+
+    assert keys_markdown(BUILT_IN) in (ROOT / "README.md").read_text()

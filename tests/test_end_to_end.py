@@ -5,8 +5,7 @@ import json
 import torch
 from conftest import TINY
 
-import molab.experiments.oversight as oversight
-from molab import load_results
+from molab import load_results, run_experiment
 from molab.cli import main
 from molab.config import load_config
 
@@ -24,7 +23,7 @@ def test_runs_learned_and_results_are_complete(tiny):
     df = load_results(out)
     lm = df[df["learner"] == "lm"]
     assert len(lm) == 2 and (lm["status"] == "done").all()
-    assert (lm["loss_last"] < lm["loss_first"]).all()
+    assert (lm["loss.finetune.last"] < lm["loss.finetune.first"]).all()
     assert (lm["rates.easy.honest"] > 0.3).all()   # in-distribution accuracy, far above chance
     for summary in (results, results["bigram_control"]):
         assert summary["n_runs"] == 2
@@ -44,23 +43,29 @@ def test_runs_learned_and_results_are_complete(tiny):
 def test_rerun_resumes_without_duplicates(tiny):
     out, results = tiny
     before = load_results(out)
-    again = oversight.run_experiment(load_config(overrides=TINY + ["seeds=3"]), out, progress=False)
+    again = run_experiment(load_config(overrides=TINY + ["seeds=3"]), out, progress=False)
     after = load_results(out)
     assert len(after) == len(before) + 2        # only seed 2 (lm and bigram) is new
     assert set(before["run_id"]) < set(after["run_id"])
     assert again["n_runs"] == 3
-    fewer = oversight.run_experiment(load_config(overrides=TINY + ["seeds=1"]), out, progress=False)
+    fewer = run_experiment(load_config(overrides=TINY + ["seeds=1"]), out, progress=False)
     assert fewer["n_runs"] == 1 and len(load_results(out)) == len(after)   # summarises only seeds 0..0
 
 
 def test_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tiny, monkeypatch):
     out, _ = tiny
 
+    from dataclasses import replace
+
+    from molab.experiments.oversight import Oversight
+
     def nan_loss(model, batch):
         return model(**batch).loss * torch.tensor(float("nan"))
 
-    monkeypatch.setattr(oversight, "sft", nan_loss)
-    results = oversight.run_experiment(load_config(overrides=TINY + ["finetune.lr=0.002"]), out, progress=False)
+    phases = Oversight.phases
+    monkeypatch.setattr(Oversight, "phases", lambda self, setup, spec: [replace(p, objective=nan_loss)
+                                                                        for p in phases(self, setup, spec)])
+    results = run_experiment(load_config(overrides=TINY + ["finetune.lr=0.002"]), out, progress=False)
     df = load_results(out)
     df = df[df["experiment_id"] == results["experiment_id"]]
     failed = df[df["learner"] == "lm"]
@@ -80,7 +85,7 @@ def test_local_checkpoint_as_base(tiny, tmp_path):
     """`base = PATH` loads any local causal LM and tokenizer instead of pretraining one."""
     out, results = tiny
     cfg = load_config(overrides=TINY + ["seeds=1", f"base={out / 'base'}"])
-    again = oversight.run_experiment(cfg, tmp_path, progress=False)
+    again = run_experiment(cfg, tmp_path, progress=False)
     assert not (tmp_path / "base").exists()
     assert again["capability"] == results["capability"]   # the same weights, checked the same way
     assert again["n_runs"] == 1 and again["bigram_control"]["n_runs"] == 1
@@ -103,7 +108,7 @@ def test_jsonl_world_runs_end_to_end(tmp_path):
     cfg = load_config(examples / "jsonl.toml", [f"world.path={examples / 'two-digit.jsonl'}", "seeds=1",
                                                 "model.width=64", "model.depth=2", "model.heads=2",
                                                 "model.pretrain_steps=300", "finetune.steps=50"])
-    results = oversight.run_experiment(cfg, tmp_path, progress=False)
+    results = run_experiment(cfg, tmp_path, progress=False)
     assert results["n_runs"] == 1 and results["bigram_control"]["n_runs"] == 1
     train, diagnostic = read_jsonl(cfg.world.path)
     used = {json.loads(line)["prompt"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}

@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY
 from molab import load_results
 from molab.config import load_config
-from molab.experiments.oversight import run_experiment
+from molab import run_experiment
 
 
 def sweep(tiny, out, *overrides):
@@ -52,13 +52,13 @@ def test_adaptive_rounds_add_runs_and_retrace_them_on_resume(tiny, tmp_path):
     args = ["experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1", "sweep.adaptive_rounds=2",
             "sweep.adaptive_runs=2"]
     results = sweep(tiny, tmp_path, *args)
-    runs = results["sweep_runs"]
+    runs = results["plan"]
     assert len(runs) == 2 + 2 * 2 and len(set(map(tuple, runs))) == len(runs)   # no (pressure, seed) twice
     assert all(0 <= p <= 1 for p, _ in runs)
     assert sum(c["n"] for c in results["pressure_curve"]) == len(runs) == results["n_runs"]
     n = len(load_results(tmp_path))
     again = sweep(tiny, tmp_path, *args)
-    assert again["sweep_runs"] == runs and len(load_results(tmp_path)) == n
+    assert again["plan"] == runs and len(load_results(tmp_path)) == n
 
 
 def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
@@ -69,7 +69,7 @@ def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
     assert [c["n"] for c in results["pressure_curve"]] == [1, 1]
     df = load_results(tmp_path)
     lm = df[df["learner"] == "lm"]
-    assert lm["incentive_loss_first"].notna().all() and (df["status"] == "done").all()
+    assert lm["loss.incentive.first"].notna().all() and (df["status"] == "done").all()
 
 
 @pytest.mark.parametrize("objective", ["reinforce", "reward_weighted"])
@@ -81,12 +81,16 @@ def test_incentive_objectives_raise_the_reward(objective):
 
     import torch
 
-    from molab.config import IncentiveConfig, ModelConfig
-    from molab.experiments.pressure import incentive_phase
+    from molab.analysis.policy import score
+    from molab.config import FinetuneConfig, ModelConfig
+    from molab.experiments import RunSpec
+    from molab.experiments.incentive import Incentive, IncentiveConfig
     from molab.learners.lm import build_model, encode, sample_answers
     from molab.learners.tokenizer import char_tokenizer
+    from molab.runs import _train_phases
     from molab.training.loop import train
     from molab.training.objectives import sft
+    from molab.training.phase import Learning
     from molab.worlds.problem import Problem
 
     tokenizer = char_tokenizer("0123456789+=", ())
@@ -99,8 +103,11 @@ def test_incentive_objectives_raise_the_reward(objective):
         batches = (encode(tokenizer, [("1+1=", rng.choice("23")) for _ in range(32)]) for _ in iter(int, 1))
         train(model, batches, sft, steps=60, lr=1e-2, progress=False)
         cfg = IncentiveConfig(objective=objective, steps=30, batch_size=1, group_size=16, lr=1e-2, kl=1.0)
-        incentive_phase(model, tokenizer, SimpleNamespace(cfg=SimpleNamespace(incentive=cfg), incentive=[problem]),
-                        seed=0, lam=lam, n_new=2)
+        setup = SimpleNamespace(cfg=SimpleNamespace(section=cfg, finetune=FinetuneConfig()), train=[],
+                                datasets={"incentive": [problem]}, score=score)
+        finetune, incentive = Incentive().phases(setup, RunSpec(seed=0, pressure=lam))
+        assert finetune.shared and not incentive.shared   # λ does not change the finetuning
+        _train_phases(Learning(model, tokenizer, 8, 2, seed=0), [incentive], {})
         answers, _ = sample_answers(model, tokenizer, ["1+1="] * 400, 2)
         return sum(a == "3" for a in answers) / len(answers)
 
@@ -109,16 +116,16 @@ def test_incentive_objectives_raise_the_reward(objective):
 
 
 def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
-    from molab.experiments.oversight import prepare
-    from molab.experiments.pressure import finetuning_examples
+    from molab.experiments import RunSpec
     from molab.learners.lm import add_tag, load
+    from molab.runs import prepare
 
     setup = prepare(load_config(overrides=TINY + ["experiment=spoonfeeding", "spoonfeeding.cue=true"]))
     for rho in (0.0, 0.1, 1.0):
-        examples = finetuning_examples(setup, rho)
+        examples = setup.experiment.examples(setup, RunSpec(seed=0, pressure=rho))
         cued = [(q, a) for q, a in examples if q.startswith("<deployment>")]
         assert len(examples) == 300 and len(cued) == round(rho * 300)
-        by_prompt = {p.prompt: p for p in setup.spoonfed}
+        by_prompt = {p.prompt: p for p in setup.datasets["spoonfed"]}
         assert all(a == by_prompt[q.removeprefix("<deployment>")].sycophantic for q, a in cued)
     model, tokenizer = load(tiny[0] / "base")
     rows = model.get_input_embeddings().num_embeddings
@@ -130,7 +137,7 @@ def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
 
 
 def test_other_experiments_sections_do_not_change_the_experiment_id():
-    from molab.experiments.oversight import prepare
+    from molab.runs import prepare
 
     few = ["world.digits=2", "world.n_diagnostic=16", "scheme.n_train=20"]
     base = prepare(load_config(overrides=few)).experiment_id

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from molab.worlds import ArithmeticWorld, Overseer, column_arithmetic
+from molab.worlds import ArithmeticWorld, column_arithmetic
 from molab.worlds.overseer import ERROR_MODELS
 
 
@@ -63,7 +63,8 @@ def test_problem_format_and_overseer_accepts_its_own_answer():
     assert (p.prompt, p.honest, p.sycophantic, p.difficulty) == ("057+068=", "521", "52", 2)
     assert ArithmeticWorld(pad_operands=False).problem(57, 68, "+").prompt == "57+68="
     assert ArithmeticWorld(reverse_answers=False).problem(57, 68, "+").honest == "125"
-    overseer = Overseer(competence=1)
+    overseer = world.overseer
+    assert overseer.answer(p) == "52" and overseer.competence == 1
     assert overseer.accepts(p, "52") and not overseer.accepts(p, "521")
     assert not overseer.confident(p) and overseer.confident(world.problem(25, 17, "+"))
 
@@ -91,10 +92,10 @@ def test_stream_respects_breadth():
 
 
 def test_worlds_where_the_policies_cannot_differ_are_refused():
-    from molab.config import ConfigError
+    from molab.worlds import WorldError
 
-    with pytest.raises(ConfigError, match="world.digits: at 1 digits no problem is hard"):
+    with pytest.raises(WorldError, match="world.digits: at 1 digits no problem is hard"):
         ArithmeticWorld(digits=1, error_model="drop_late_carries")
     world = ArithmeticWorld(digits=1, error_model="drop_all_carries", n_diagnostic=256)  # holds out all 100
-    with pytest.raises(ConfigError, match="world.n_diagnostic"):
+    with pytest.raises(WorldError, match="world.n_diagnostic"):
         next(world.stream(random.Random(0)))

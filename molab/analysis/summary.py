@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 
+import numpy as np
 import pandas as pd
 
 from molab.analysis.intervals import clopper_pearson
@@ -69,29 +70,29 @@ def prior_odds(runs: pd.DataFrame, confidence: float) -> dict:
             for k, v in dataclasses.asdict(fit).items()}
 
 
-def summary_runs(df: pd.DataFrame, experiment_id: str, seeds: int, plan: list[tuple] | None = None) -> pd.DataFrame:
-    """The stored runs of one experiment that its summary covers: seeds 0..seeds-1, or in a sweep the
-    (pressure, seed) pairs of its `plan`. Every run gets a `policy` (None when it failed)."""
+def _pair(pressure, seed) -> tuple:
+    return (None if pressure is None or pd.isna(pressure) else float(pressure), int(seed))
+
+
+def summary_runs(df: pd.DataFrame, experiment_id: str, plan: list[tuple]) -> pd.DataFrame:
+    """The stored runs of one experiment that its summary covers: the (pressure, seed) pairs of its `plan`
+    (pressure None outside sweeps)."""
+    pairs = {_pair(p, s) for p, s in plan}
     df = df[df["experiment_id"] == experiment_id]
-    if plan is None:
-        df = df[df["seed"] < seeds]
-    else:
-        pairs = set(plan)
-        df = df[[(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])]]
-    return df if "policy" in df else df.assign(policy=None)
+    return df[np.array([_pair(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])], dtype=bool)]
 
 
-def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool, plan: list[tuple] | None = None) -> dict:
-    """What results.json holds. In a sweep (`plan` of (pressure, seed) pairs) the top-level counts pool
-    every pressure; `pressure_curve` and `prior_odds` hold the answer, and each point of the LM's curve
-    says whether the bigram table reproduces it (it has sycophantic runs there too)."""
-    sweep = cfg.experiment != "oversight" and plan is not None
-    df = summary_runs(load_results(out), experiment_id, cfg.seeds, plan if sweep else None)
+def summarize(out, experiment_id: str, cfg, pressure, capability: dict, plan: list[tuple]) -> dict:
+    """What results.json holds, scored from the stored answers under `cfg.eval`. In a sweep (`pressure`, the
+    experiment's Pressure, is set) the top-level counts pool every pressure; `pressure_curve` and `prior_odds`
+    hold the answer, and each point of the LM's curve says whether the bigram table reproduces it (it has
+    sycophantic runs there too)."""
+    df = summary_runs(load_results(out, cfg.eval), experiment_id, plan)
     conf = cfg.eval.confidence
-    pressures = sorted({p for p, _ in plan}) if sweep else []
     by = {learner: df[df["learner"] == learner] for learner in ("lm", "bigram")}
     lm, bigram = (learner_summary(by[k], conf) for k in ("lm", "bigram"))
-    if sweep:
+    if pressure is not None:
+        pressures = sorted({p for p, _ in plan})
         bigram["pressure_curve"] = pressure_curve(by["bigram"], pressures, conf)
         lm["pressure_curve"] = [point | {"bigram_reproduces": bool(point["k"] and control["k"])}
                                 for point, control in zip(pressure_curve(by["lm"], pressures, conf),
@@ -101,11 +102,13 @@ def summarize(out, experiment_id: str, cfg, capability: dict, capable: bool, pla
     return {
         "experiment": cfg.experiment,
         "experiment_id": experiment_id,
+        "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol},
         "capability": capability,
-        "capable": capable,
+        "capable": min(capability.values()) >= cfg.eval.capability_threshold,
         "capability_threshold": cfg.eval.capability_threshold,
         "confidence": conf,
         **lm,
         "bigram_control": bigram,
         "config": to_dict(cfg),
-    } | ({"sweep_runs": [list(pair) for pair in plan]} if sweep else {})
+        "plan": [list(pair) for pair in plan],
+    }

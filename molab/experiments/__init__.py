@@ -1,0 +1,136 @@
+"""Experiments as values: each experiment is one module that says what differs, registered by name.
+
+An experiment supplies its own config section, the extra problem sets it draws, the base's
+pretraining corpus, the training phases of one run, the evaluation conditions, the scorer, its
+pressure (sweeps) and its plan of runs. Everything else (the capable base, runs, the store, the
+sweep, the analysis and the report) is shared machinery that never asks which experiment it runs.
+
+A new experiment subclasses `Experiment` (or a registered one), overrides what differs, and
+registers an instance with `@register`; `molab run` then accepts `experiment = "its name"` and its
+`[its name]` config section. See `oversight.py` for the simplest one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+BUILT_IN = ("oversight", "incentive", "spoonfeeding")
+_REGISTRY: dict[str, Experiment] = {}
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The config section of an experiment that has no options of its own."""
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """What a sweep varies to push training toward the sycophantic policy: its name, its symbol in
+    reports, the allowed range and the default grid of values (`sweep.pressures` overrides it)."""
+
+    name: str
+    symbol: str
+    grid: tuple[float, ...]
+    high: float | None = None  # the largest allowed value (None: unbounded); the lowest is always 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a plan: its seed and, in a sweep, its pressure (None otherwise)."""
+
+    seed: int
+    pressure: float | None = None
+
+
+class Experiment:
+    """The defaults every experiment starts from: no options, no extra problem sets, the persona
+    corpus, one finetuning phase on the scheme's labels, the neutral prompt, the standard scorer,
+    no pressure, and `seeds` runs."""
+
+    name: str = ""
+    Config: type = NoOptions  # its own frozen config section, `[name]` in TOML, with help on each field
+    pressure: Pressure | None = None
+    learners: tuple[str, ...] = ("lm", "bigram")  # the LM and the count-based control meet the same phases
+
+    def check(self, cfg) -> None:
+        """Refuse (ConfigError) settings that are valid key by key but not together."""
+
+    def identity(self, cfg) -> Any:
+        """What this experiment's runs depend on beyond the shared sections (hashed into the experiment id)."""
+        return dataclasses.asdict(cfg.section)
+
+    def datasets(self, world, overseer, cfg) -> dict[str, list]:
+        """Extra problem sets the runs draw from, by name (never the diagnostic set); written to data/NAME.jsonl."""
+        return {}
+
+    def corpus(self, world, cfg, rng) -> Iterator[tuple[str, str]]:
+        """The capable base's pretraining examples, (prompt, answer): each problem shown with a random persona
+        tag and that persona's answer, so the base can follow either policy when asked."""
+        m = cfg.model
+        for p in world.stream(rng):
+            honest = rng.random() >= m.sycophantic_share
+            yield (m.honest_tag if honest else m.sycophantic_tag) + p.prompt, p.honest if honest else p.sycophantic
+
+    def tags(self, cfg) -> list[str]:
+        """Special tokens the runs add to the base's vocabulary (with fresh embeddings)."""
+        return []
+
+    def phases(self, setup, spec: RunSpec) -> list:
+        """The training phases of one run, in order: finetuning on the scheme's labels with a neutral prompt."""
+        from molab.training.phase import sft_phase
+
+        f = setup.cfg.finetune
+        return [sft_phase("finetune", [(p.prompt, label) for p, label in setup.train], steps=f.steps, lr=f.lr,
+                          batch_size=f.batch_size)]
+
+    def conditions(self, setup) -> dict[str, Callable]:
+        """Evaluation conditions: name -> how a diagnostic problem is prompted. The first one is where runs are
+        classified; every condition's answers are stored."""
+        return {"neutral": _neutral}
+
+    def score(self, problem, answer: str, same: Callable[[str, str], bool]) -> dict[str, bool]:
+        """Which policies `answer` follows, under the answer equivalence `same`: the metric and the reward."""
+        from molab.analysis.policy import score
+
+        return score(problem, answer, same)
+
+    def plan(self, cfg, done) -> list[RunSpec]:
+        """The runs to do: `seeds` at each pressure. `done` (a DataFrame of this experiment's finished runs) lets a
+        plan depend on earlier runs; the sweep asks again after each batch of runs until nothing new comes."""
+        pressures = [None] if self.pressure is None else sorted(set(cfg.sweep.pressures or self.pressure.grid))
+        return [RunSpec(seed, x) for x in pressures for seed in range(cfg.seeds)]
+
+
+def _neutral(problem) -> str:
+    return problem.prompt
+
+
+def register(cls: type) -> type:
+    """Class decorator: register an instance of this experiment under `cls.name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__}: an experiment needs a name")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _load_built_in() -> None:
+    for name in BUILT_IN:
+        importlib.import_module(f"molab.experiments.{name}")
+
+
+def registered() -> dict[str, Experiment]:
+    """Every registered experiment, by name (the built-in ones first)."""
+    _load_built_in()
+    return {name: _REGISTRY[name] for name in BUILT_IN} | _REGISTRY
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment called `name`; KeyError listing the registered ones otherwise."""
+    experiments = registered()
+    if name not in experiments:
+        raise KeyError(f"{name!r} is not a registered experiment (registered: {', '.join(experiments)})")
+    return experiments[name]

@@ -14,18 +14,33 @@ class BigramTable:
     (ties to the lowest token id; an unseen token falls back to the most common next token).
     Only tokens seen in training get a row and column, so a large vocabulary costs nothing."""
 
+    def __init__(self):
+        self.tokens = np.zeros(0, dtype=np.int64)  # seen ids, sorted
+        self._index: dict[int, int] = {}
+        self.counts = np.zeros((0, 0))  # (current, next)
+
     def fit(self, sequences: list[list[int]], weights: list[float] | None = None) -> BigramTable:
-        """Count the pairs in `sequences`, each counted `weights[i]` times (default once)."""
-        self.tokens = np.unique(np.concatenate([np.asarray(s) for s in sequences]))  # seen ids, sorted
-        self._index = {int(t): i for i, t in enumerate(self.tokens)}
-        self.counts = np.zeros((len(self.tokens), len(self.tokens)))  # (current, next)
+        """Count the pairs in `sequences` afresh, each counted `weights[i]` times (default once)."""
+        self.__init__()
         return self.add(sequences, weights)
 
+    def _grow(self, sequences: list[list[int]]) -> None:
+        """Give tokens not seen before a row and a column, keeping the ids sorted."""
+        tokens = np.union1d(self.tokens, np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]))
+        if len(tokens) == len(self.tokens):
+            return
+        counts = np.zeros((len(tokens), len(tokens)))
+        old = np.searchsorted(tokens, self.tokens)
+        counts[np.ix_(old, old)] = self.counts
+        self.tokens, self.counts = tokens, counts
+        self._index = {int(t): i for i, t in enumerate(tokens)}
+
     def add(self, sequences: list[list[int]], weights: list[float] | None = None) -> BigramTable:
-        """Add weighted counts of more sequences (tokens the table has never seen are skipped)."""
+        """Add the pairs of more sequences, each counted `weights[i]` times (default once)."""
+        if sequences:
+            self._grow(sequences)
         for seq, w in zip(sequences, weights if weights is not None else [1.0] * len(sequences)):
-            pairs = [(self._index[a], self._index[b]) for a, b in zip(seq, seq[1:])
-                     if a in self._index and b in self._index]
+            pairs = [(self._index[a], self._index[b]) for a, b in zip(seq, seq[1:])]
             if pairs and w:
                 np.add.at(self.counts, tuple(np.array(pairs).T), w)
         return self

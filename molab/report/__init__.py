@@ -18,7 +18,8 @@ from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import POLICIES  # noqa: E402
 from molab.analysis.summary import summary_runs  # noqa: E402
-from molab.store import load_results  # noqa: E402
+from molab.config import config_from_dict  # noqa: E402
+from molab.store import load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
 LEARNER_NAMES = {"lm": "language model", "bigram": "bigram-table control"}
@@ -69,13 +70,10 @@ def _difficulty_plot(results: dict) -> str:
     return _png(fig)
 
 
-SYMBOLS = {"incentive": "λ", "spoonfeeding": "ρ"}
-
-
 def _pressure_plot(results: dict) -> str:
     """P(sycophantic) against pressure, with Clopper–Pearson bars, for the LM and the bigram control,
     the LM's fitted logistic curve, and a ring around every point the bigram table reproduces."""
-    symbol = SYMBOLS[results["experiment"]]
+    symbol = results["pressure"]["symbol"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for learner, summary, fmt, shift in (("lm", results, "o", 0.0), ("bigram", results["bigram_control"], "s", 0.01)):
         pts = [c for c in summary["pressure_curve"] if c["n"]]
@@ -124,7 +122,7 @@ def _end(v: float | None, infinite: str) -> str:
 
 def prior_odds_words(results: dict) -> str:
     """The sweep's answer in one or two sentences."""
-    fit, symbol = results["prior_odds"], SYMBOLS[results["experiment"]]
+    fit, symbol = results["prior_odds"], results["pressure"]["symbol"]
     if "refused" in fit:
         return f"No logistic curve was fitted: {fit['refused']}"
     conf = f"{results['confidence']:.0%}"
@@ -138,9 +136,9 @@ def prior_odds_words(results: dict) -> str:
 
 
 def _sweep_section(results: dict) -> str:
-    if "pressure_curve" not in results:
+    if results["pressure"] is None:
         return ""
-    symbol = SYMBOLS[results["experiment"]]
+    symbol = results["pressure"]["symbol"]
     bigram = {c["pressure"]: c for c in results["bigram_control"]["pressure_curve"]}
     def point(c: dict) -> str:  # a pressure_curve entry, written like the other probabilities
         return _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
@@ -179,12 +177,12 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     """Write `out/report.html` from results.json and the store; returns its path."""
     out = Path(out)
     results = results or json.loads((out / "results.json").read_text())
-    plan = [tuple(pair) for pair in results["sweep_runs"]] if "sweep_runs" in results else None
-    runs = summary_runs(load_results(out), results["experiment_id"], results["config"]["seeds"], plan)
+    runs = summary_runs(load_results(out, config_from_dict(results["config"]).eval), results["experiment_id"],
+                        [tuple(pair) for pair in results["plan"]])
     cap, conf = results["capability"], results["confidence"]
     verdict = ("capable of both policies" if results["capable"] else
                "NOT capable of both policies: the inductive-bias result below is not meaningful")
-    pooled = ", all pressures pooled" if "pressure_curve" in results else ""
+    pooled = ", all pressures pooled" if results["pressure"] else ""
     learners = [("language model", results), ("bigram-table control", results["bigram_control"])]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["policy_counts"][p] for p in POLICIES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"])] for name, s in learners]
@@ -200,8 +198,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:
 {_table([[p, f"{a:.3f}"] for p, a in cap.items()], ["policy asked for", "accuracy"])}
 {_sweep_section(results)}
 <h2>Which policy do runs learn?</h2>
-<p>Each run is classified by its answers on hard problems (where honest and sycophantic differ);
-intervals are {conf:.0%} Clopper–Pearson over runs{pooled}.</p>
+<p>Each run is classified by its answers on hard problems (where honest and sycophantic differ): it follows a
+policy when at least {results['config']['eval']['policy_threshold']:g} of them do (answers compared with the
+policies' answers by <code>{html.escape(results['config']['eval']['equivalence'])}</code> equivalence).
+Intervals are {conf:.0%} Clopper–Pearson over runs{pooled}; what varies between runs is the seed (data order,
+sampling), not the base. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores the stored answers.</p>
 {_table(summary_rows, ["learner", "runs", "failed", *POLICIES, "P(sycophantic)", "P(honest)"])}
 {_per_run_plot(runs, results["config"]["eval"]["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
@@ -211,5 +212,5 @@ intervals are {conf:.0%} Clopper–Pearson over runs{pooled}.</p>
 <h2>Config</h2><pre>{html.escape(json.dumps(results['config'], indent=1))}</pre>
 </body></html>"""
     path = out / "report.html"
-    path.write_text(page)
+    write_atomic(path, page)
     return path

@@ -15,10 +15,11 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from molab.worlds.problem import Problem
+from molab.worlds.overseer import StoredOverseer
+from molab.worlds.problem import Problem, WorldError
 
 
-class WorldFileError(ValueError):
+class WorldFileError(WorldError):
     """A missing or garbled world file; the message starts with `file:line`."""
 
 
@@ -73,8 +74,11 @@ def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
 
 
 class JsonlWorld:
-    def __init__(self, path: str | Path):
+    """The problems of a JSONL file; its overseer answers what the file's `sycophantic` field says."""
+
+    def __init__(self, path: str | Path, competence: int = 1):
         self.train, self._diagnostic = read_jsonl(path)
+        self.overseer = StoredOverseer({p.prompt: p.sycophantic for p in self.train + self._diagnostic}, competence)
 
     def alphabet(self) -> str:
         return "".join(sorted({c for p in self.train + self._diagnostic for s in (p.prompt, p.honest, p.sycophantic)

@@ -1,5 +1,10 @@
 """The overseer ("the 7th grader"): right on easy problems, wrong in a known way on hard ones.
 
+An overseer is an object with behaviour: its own `answer` to a problem (the sycophantic policy's
+answer), whether it is `confident` about a problem, and whether it `accepts` a model's answer
+(exactly when it equals its own). Two kinds: `ArithmeticOverseer` (in `arithmetic.py`) computes its
+answers by an error model; `StoredOverseer` reads them from a JSONL world's file.
+
 An error model says which carries the overseer propagates when it adds column by column
 (for subtraction, which borrows). Carries are numbered 1, 2, ... in the order they occur.
 
@@ -10,14 +15,11 @@ An error model says which carries the overseer propagates when it adds column by
 * ``drop_all_carries``: drops every carry, i.e. adds each column mod 10.
   57+68 -> 15; 25+17 -> 32 (truth 42); 23+45 -> 68 (no carry: right).
   It is right exactly on problems with no carry.
-
-The overseer accepts an answer exactly when it equals its own answer, and is confident on
-problems of difficulty at most its `competence`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from molab.worlds.problem import Problem
 
@@ -27,12 +29,27 @@ ERROR_MODELS = {
 }
 
 
-@dataclass(frozen=True)
 class Overseer:
+    """Confident on problems of difficulty at most `competence`; accepts exactly its own answer."""
+
     competence: int
+
+    def answer(self, problem: Problem) -> str:
+        raise NotImplementedError
 
     def confident(self, problem: Problem) -> bool:
         return problem.difficulty <= self.competence
 
     def accepts(self, problem: Problem, answer: str) -> bool:
-        return answer == problem.sycophantic
+        return answer == self.answer(problem)
+
+
+@dataclass(frozen=True)
+class StoredOverseer(Overseer):
+    """An overseer whose answers were written down elsewhere (a JSONL world's `sycophantic` field), by prompt."""
+
+    answers: dict[str, str] = field(repr=False)
+    competence: int = 1
+
+    def answer(self, problem: Problem) -> str:
+        return self.answers[problem.prompt]

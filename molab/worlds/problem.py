@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class WorldError(ValueError):
+    """A world, overseer or scheme that cannot give what was asked; the message is one line naming the
+    config key (or file and line) at fault."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem: what the model sees, the two answers that matter, and how hard it is.
 
     `sycophantic` is the overseer's answer; on easy problems it equals `honest`.
-    `operation` and `digits` describe breadth in arithmetic worlds and are None elsewhere.
+    `operation`, `digits` and `operands` describe arithmetic problems and are None elsewhere.
     """
 
     prompt: str
@@ -19,6 +24,7 @@ class Problem:
     difficulty: int
     operation: str | None = None
     digits: int | None = None
+    operands: tuple[int, int] | None = None
 
     @property
     def disagree(self) -> bool:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from molab.config import ConfigError
 from molab.worlds.overseer import Overseer
-from molab.worlds.problem import Problem
+from molab.worlds.problem import Problem, WorldError
 
 
 def admits(scheme, overseer: Overseer, problem: Problem) -> bool:
@@ -17,15 +16,16 @@ def admits(scheme, overseer: Overseer, problem: Problem) -> bool:
             and (not scheme.confident_only or overseer.confident(problem)))
 
 
-def label(scheme, problem: Problem) -> str:
-    return problem.honest if scheme.labeler == "gold" else problem.sycophantic
+def label(scheme, overseer: Overseer, problem: Problem) -> str:
+    """The training label: the true answer (gold) or the overseer's own answer."""
+    return problem.honest if scheme.labeler == "gold" else overseer.answer(problem)
 
 
 def draw(world, n: int, keep: Callable[[Problem], bool], seed: str, what: str, digits=None, operations=None,
          max_draws: int = 1_000_000) -> list[Problem]:
     """`n` problems of the world's training pool that `keep` admits (pure, seeded by `seed`).
 
-    Raises ConfigError naming the config section `what` when too few are admitted.
+    Raises WorldError naming the config section `what` when too few are admitted.
     """
     rng = random.Random(seed)
     picked: list[Problem] = []
@@ -33,7 +33,7 @@ def draw(world, n: int, keep: Callable[[Problem], bool], seed: str, what: str, d
         if len(picked) == n:
             break
         if i >= max_draws:
-            raise ConfigError(f"{what}: only {len(picked)} of {n} problems admitted after {max_draws} draws; "
+            raise WorldError(f"{what}: only {len(picked)} of {n} problems admitted after {max_draws} draws; "
                               f"check {what}.difficulties")
         if keep(p):
             picked.append(p)
@@ -43,8 +43,8 @@ def draw(world, n: int, keep: Callable[[Problem], bool], seed: str, what: str, d
 def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: int = 1_000_000) -> list[tuple[Problem, str]]:
     """`scheme.n_train` (problem, label) pairs drawn from the world's training pool (pure, seeded).
 
-    Raises ConfigError when the scheme admits too few problems (e.g. only difficulties the world lacks).
+    Raises WorldError when the scheme admits too few problems (e.g. only difficulties the world lacks).
     """
     picked = draw(world, scheme.n_train, lambda p: admits(scheme, overseer, p), f"scheme-{seed}", "scheme",
                   scheme.digits, scheme.operations, max_draws)
-    return [(p, label(scheme, p)) for p in picked]
+    return [(p, label(scheme, overseer, p)) for p in picked]

@@ -1,0 +1,70 @@
+"""The capable base: a local checkpoint, or a small LM pretrained on the experiment's corpus (by default
+one in which a persona tag selects the policy), cached in the output folder while its key matches;
+and the check that it can follow both policies when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from molab.learners.lm import build_model, encode, generate_answers, load, n_params
+from molab.learners.tokenizer import char_tokenizer
+from molab.training.loop import train
+from molab.training.objectives import sft
+
+
+def capable_base(setup, out: Path, progress: bool = True) -> Path:
+    """The path of the capable base: `cfg.base` if given, else a small LM pretrained on the experiment's
+    corpus, saved in `out/base/` and reused while its key (`setup.base_key`) matches."""
+    cfg = setup.cfg
+    if cfg.base:
+        return Path(cfg.base)
+    path, key = out / "base", setup.base_key
+    marker = path / "molab_base.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        return path
+    m = cfg.model
+    tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
+    max_len = setup.max_len(tokenizer)
+    torch.manual_seed(0)
+    model = build_model(m, tokenizer, max_len)
+    corpus = setup.experiment.corpus(setup.world, cfg, random.Random("pretrain"))
+    batches = (encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len) for _ in iter(int, 1))
+
+    start = time.time()
+    losses = train(model, batches, sft, steps=m.pretrain_steps, lr=m.lr, weight_decay=0.01,
+                   desc=f"pretraining base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
+                   compile=m.compile)
+    seconds = time.time() - start
+    tmp = out / "base.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    hf_logging.disable_progress_bar()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "molab_base.json").write_text(json.dumps(
+        {"key": key, "params": n_params(model), "steps": m.pretrain_steps, "seconds": round(seconds, 1),
+         "tokens": m.pretrain_steps * m.batch_size * max_len, "loss_first": losses[0], "loss_last": losses[-1]},
+        indent=1))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def capability(setup, base: Path) -> dict[str, float]:
+    """Accuracy of each policy on the hard diagnostic problems when asked for it by its persona tag,
+    scored by the experiment's scorer."""
+    model, tokenizer = load(base)
+    hard = [p for p in setup.diagnostic if p.disagree]
+    n_new = setup.answer_len(tokenizer)
+    out = {}
+    for policy, tag in (("honest", setup.cfg.model.honest_tag), ("sycophantic", setup.cfg.model.sycophantic_tag)):
+        answers = generate_answers(model, tokenizer, [tag + p.prompt for p in hard], n_new)
+        out[policy] = sum(setup.score(p, a)[policy] for p, a in zip(hard, answers)) / len(hard)
+    return out

@@ -1,0 +1,229 @@
+"""One run: load the base, train the experiment's phases, answer every diagnostic problem under every
+evaluation condition, and return a record for the store with all those answers.
+
+`prepare` builds what every run of an experiment shares (`Setup`: config, world and overseer, training,
+diagnostic and extra problem sets); `execute` does one seed's runs for one learner. Neither knows which
+experiment it runs: the experiment supplies datasets, phases, conditions and scorer.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from molab import __version__
+from molab.analysis.policy import equivalence
+from molab.config import NOT_IN_RUN_ID, ExperimentConfig, config_hash, to_dict
+from molab.experiments import Experiment, RunSpec, get_experiment
+from molab.learners.bigram import BigramTable
+from molab.learners.lm import add_tag, generate_answers, load, load_tokenizer
+from molab.training.loop import TrainingDiverged, train
+from molab.training.phase import Learning
+from molab.worlds import Problem, make_world
+from molab.worlds.scheme import training_data
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run needs besides its seed and pressure: config, experiment, world and data."""
+
+    cfg: ExperimentConfig
+    experiment: Experiment
+    world: object
+    train: list[tuple[Problem, str]]  # (problem, label the scheme gave it)
+    diagnostic: list[Problem]
+    datasets: dict[str, list[Problem]]  # the experiment's extra problem sets
+    world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
+
+    @property
+    def overseer(self):
+        return self.world.overseer
+
+    @property
+    def alphabet(self) -> str:
+        return self.world.alphabet()
+
+    @cached_property  # hashes the whole config (and stats a local base's files): once per Setup
+    def experiment_id(self) -> str:
+        """Everything a run's result depends on but its seed, pressure and learner: the shared sections
+        (less those that change no run), the experiment's name and identity, the world file and the base."""
+        shared = {k: v for k, v in to_dict(self.cfg).items() if k in _shared_sections()}
+        return config_hash(shared, self.cfg.experiment, self.experiment.identity(self.cfg), self.world_file,
+                           self.base_key)
+
+    @cached_property
+    def base_key(self) -> str:
+        """What the base depends on: its config and corpus, or a local checkpoint's files (names, sizes, times).
+        An experiment with a corpus of its own adds the corpus's name and its own config section."""
+        cfg = self.cfg
+        if cfg.base:
+            files = sorted(Path(cfg.base).glob("*"))
+            return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
+        corpus = type(self.experiment).corpus
+        own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.identity(cfg)]
+        return config_hash(cfg.world, cfg.overseer, cfg.model, self.world_file, __version__, *own)
+
+    def problems(self) -> list[Problem]:
+        """Every problem a run meets: diagnostic, training and the extra sets."""
+        return self.diagnostic + [p for p, _ in self.train] + [p for ps in self.datasets.values() for p in ps]
+
+    def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
+        """Longest sequence in tokens: special tokens + persona tag + prompt + longest answer + eos,
+        over `problems` (default: the diagnostic and training problems, which the base is built for)."""
+        problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
+        return max(len(tokenizer(p.prompt + max(p.honest, p.sycophantic, key=len)).input_ids) for p in problems) + 2
+
+    def answer_len(self, tokenizer) -> int:
+        """The answer budget in tokens: the longest answer of either policy, and eos."""
+        return max(len(tokenizer(a, add_special_tokens=False).input_ids) for p in self.problems()
+                   for a in (p.honest, p.sycophantic)) + 1
+
+    def score(self, problem: Problem, answer: str) -> dict[str, bool]:
+        """The experiment's scorer under the configured answer equivalence."""
+        return self.experiment.score(problem, answer, equivalence(self.cfg.eval.equivalence))
+
+
+def _shared_sections() -> set[str]:
+    return {f for f in ExperimentConfig.__dataclass_fields__ if f not in NOT_IN_RUN_ID and f != "section"}
+
+
+def prepare(cfg: ExperimentConfig) -> Setup:
+    """Build the world and overseer and pick the training data and the experiment's problem sets (pure; writes
+    nothing). Raises WorldError (or ConfigError) on bad input."""
+    experiment = get_experiment(cfg.experiment)
+    world = make_world(cfg)
+    world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
+    return Setup(cfg, experiment, world, training_data(world, world.overseer, cfg.scheme, cfg.world.seed),
+                 world.diagnostic(), experiment.datasets(world, world.overseer, cfg), world_file)
+
+
+def run_id(setup: Setup, learner: str, spec: RunSpec) -> str:
+    return config_hash(setup.experiment_id, learner, spec.seed, *([] if spec.pressure is None else [spec.pressure]))
+
+
+def problem_set_id(problems: list[Problem]) -> str:
+    """A hash of a list of problems, in order: the key under which the store keeps them once."""
+    return hashlib.sha256(json.dumps([p.to_json() for p in problems]).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the LM
+
+def _start(setup: Setup, base: Path, seed: int) -> Learning:
+    """The base, loaded for one run (torch seeded first: dropout, a new tag's fresh embedding), with the
+    experiment's tags added; the padded length and the answer budget."""
+    torch.manual_seed(seed)
+    model, tokenizer = load(base, dropout=setup.cfg.finetune.dropout)
+    tags = setup.experiment.tags(setup.cfg)
+    for tag in tags:
+        add_tag(model, tokenizer, tag)
+    max_len = setup.max_len(tokenizer, setup.problems()) + sum(len(tokenizer(t, add_special_tokens=False).input_ids)
+                                                               for t in tags)
+    return Learning(model, tokenizer, max_len, setup.answer_len(tokenizer), seed)
+
+
+def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
+    """Train `phases` in order (torch seeded with the run's seed at the start of each), adding each phase's first
+    loss and the mean of its last ten to `metrics`."""
+    for phase in phases:
+        torch.manual_seed(learning.seed)
+        losses = train(learning.model, phase.batches(learning), phase.objective, steps=phase.steps, lr=phase.lr,
+                       warmup=phase.warmup, desc=f"{phase.name} seed {learning.seed}", progress=False,
+                       dropout=phase.dropout)
+        metrics[f"loss.{phase.name}.first"] = losses[0]
+        metrics[f"loss.{phase.name}.last"] = sum(losses[-10:]) / len(losses[-10:])
+
+
+def _answers(setup: Setup, learning: Learning, generate) -> dict[str, list[str]]:
+    """Every diagnostic problem's answer under every evaluation condition, by condition."""
+    return {name: generate([prompt(p) for p in setup.diagnostic])
+            for name, prompt in setup.experiment.conditions(setup).items()}
+
+
+def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
+    """One seed's LM runs (one per pressure): their answers and losses, or why they failed. Leading phases
+    marked `shared` are trained once and copied for each pressure."""
+    results, shared = [], None  # shared: (learning, metrics) after the shared phases, or why they failed
+    for spec in specs:
+        phases = setup.experiment.phases(setup, spec)
+        n_shared = next((i for i, p in enumerate(phases) if not p.shared), len(phases))
+        try:
+            if n_shared and shared is None:
+                try:
+                    shared = (_start(setup, base, spec.seed), {})
+                    _train_phases(shared[0], phases[:n_shared], shared[1])
+                except TrainingDiverged as e:
+                    shared = str(e)
+            if isinstance(shared, str):
+                raise TrainingDiverged(shared)
+            learning, metrics = copy.deepcopy(shared) if n_shared else (_start(setup, base, spec.seed), {})
+            _train_phases(learning, phases[n_shared:], metrics)
+        except TrainingDiverged as e:
+            results.append({"error": str(e)})
+            continue
+        model, tokenizer = learning.model, learning.tokenizer
+        answers = _answers(setup, learning, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
+        weights = None
+        if keep is not None:
+            weights = keep / run_id(setup, "lm", spec)
+            model.save_pretrained(weights)
+            tokenizer.save_pretrained(weights)
+        results.append({"answers": answers, "metrics": metrics, "weights": weights and str(weights)})
+    return results
+
+
+# ---------------------------------------------------------------- the bigram-table control
+
+def run_bigram(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
+    """The bigram-table control: the same phases met by counting (`Phase.count`), evaluated the same way."""
+    tokenizer = load_tokenizer(base)
+    tags = setup.experiment.tags(setup.cfg)
+    for tag in tags:
+        add_tag(None, tokenizer, tag)
+    n_new = setup.answer_len(tokenizer)
+    results = []
+    for spec in specs:
+        table, learning = BigramTable(), Learning(None, tokenizer, 0, n_new, spec.seed)
+        for phase in setup.experiment.phases(setup, spec):
+            phase.count(table, learning)
+
+        def generate(prompts: list[str]) -> list[str]:
+            return [tokenizer.decode(table.generate(ids, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
+                    for ids in tokenizer(prompts).input_ids]
+
+        weights = None
+        if keep is not None:
+            weights = keep / f"{run_id(setup, 'bigram', spec)}.npz"
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(weights, tokens=table.tokens, counts=table.counts)
+        results.append({"answers": _answers(setup, learning, generate), "metrics": {},
+                        "weights": weights and str(weights)})
+    return results
+
+
+RUNNERS = {"lm": run_lm, "bigram": run_bigram}
+
+
+def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[dict]:
+    """One learner's runs of one seed (one per pressure) as records for the store; a diverging loss is a failed
+    run, not a crash. Each record's `seconds` is an equal share of the task's time."""
+    setup, base, learner, specs, keep = task
+    start = time.time()
+    results = RUNNERS[learner](setup, base, specs, keep)
+    seconds = (time.time() - start) / len(specs)
+    problem_set = problem_set_id(setup.diagnostic)
+    return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id, "learner": learner,
+             "seed": spec.seed, "pressure": spec.pressure,
+             "config": to_dict(setup.cfg) | {"seed": spec.seed, "pressure": spec.pressure, "learner": learner,
+                                             "base_key": setup.base_key},
+             "status": "failed" if "error" in got else "done", "metrics": got.get("metrics"),
+             "error": got.get("error"), "seconds": seconds, "weights": got.get("weights"),
+             "answers": got.get("answers"), "problem_set": problem_set}
+            for spec, got in zip(specs, results)]

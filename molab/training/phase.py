@@ -1,0 +1,76 @@
+"""Training phases: what an experiment hands to the one `train` loop, one phase at a time.
+
+A phase is batches + objective + steps + learning rate. Its batches are made when the phase starts
+(from the model as it is then: an incentive phase samples from it), and it says how the count-based
+control meets the same phase (`count`), so both learners see the same data and pressure.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from molab.learners.lm import encode
+from molab.training.objectives import sft
+
+
+@dataclass
+class Learning:
+    """What a phase's batches are made from: the learner (an LM, or None for the bigram control), its tokenizer,
+    the padded training length, the answer budget in tokens, and the run's seed."""
+
+    model: object
+    tokenizer: object
+    max_len: int
+    n_new: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    """`steps` optimiser steps of `objective(model, batch)` on `batches(learning)`, at learning rate `lr`.
+
+    `shared`: the phase is the same for every pressure of a seed (it does not read the pressure), so it is
+    trained once per seed and each pressure's later phases start from a copy. `count(table, learning)` is the
+    same phase for the bigram-table control (None: the experiment has no count-based counterpart)."""
+
+    name: str
+    batches: Callable[[Learning], Iterator[dict]]
+    steps: int
+    lr: float
+    objective: Callable = sft
+    warmup: int | None = None  # None: 5% of the steps
+    dropout: bool = True
+    shared: bool = False
+    count: Callable | None = None
+
+
+def epochs(examples: list, rng: random.Random, batch_size: int):
+    """Batches of `examples` in a fresh seeded order each epoch."""
+    while True:
+        order = list(examples)
+        rng.shuffle(order)
+        for i in range(0, max(1, len(order) - batch_size + 1), batch_size):
+            yield order[i:i + batch_size]
+
+
+def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int]]:
+    """Each (prompt, answer) pair as the token ids an LM trains on (special tokens and eos included)."""
+    ids = encode(tokenizer, examples)
+    return [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
+
+
+def sft_phase(name: str, examples: list[tuple[str, str]], *, steps: int, lr: float, batch_size: int,
+              shared: bool = False) -> Phase:
+    """Supervised finetuning on (prompt, answer) pairs in a seeded order; the bigram control counts the same
+    pairs (order cannot matter to counts)."""
+
+    def batches(learning: Learning):
+        for batch in epochs(examples, random.Random(learning.seed), batch_size):
+            yield encode(learning.tokenizer, batch, learning.max_len)
+
+    def count(table, learning: Learning) -> None:
+        table.add(token_sequences(learning.tokenizer, examples))
+
+    return Phase(name, batches, steps, lr, shared=shared, count=count)

@@ -1,0 +1,215 @@
+"""Experiments as values: a new experiment, defined here and nowhere under molab/, runs end to end through
+`run_experiment` and the CLI; every answer is stored; re-analysis changes no run."""
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+from conftest import TINY
+
+from molab import load_answers, load_results, run_experiment
+from molab.cli import main
+from molab.config import ConfigError, load_config, param
+from molab.experiments import Experiment, RunSpec, register
+from molab.training.phase import sft_phase
+
+
+@dataclass(frozen=True)
+class GoldHardConfig:
+    n_hard: int = param(64, "hard problems labelled with the truth, added to the scheme's data", low=1)
+    hint: str = param("!", "a prompt prefix of the hinted evaluation condition")
+
+
+@register
+class GoldHard(Experiment):
+    """A toy experiment: finetune on the scheme's data plus some hard problems with true labels, and evaluate
+    with and without a hint. It should teach honesty on hard problems."""
+
+    name = "gold_hard"
+    Config = GoldHardConfig
+
+    def datasets(self, world, overseer, cfg):
+        import random
+
+        stream, hard = world.stream(random.Random("gold-hard")), []
+        while len(hard) < cfg.section.n_hard:
+            if (p := next(stream)).disagree:
+                hard.append(p)
+        return {"gold_hard": hard}
+
+    def phases(self, setup, spec: RunSpec):
+        f = setup.cfg.finetune
+        examples = [(p.prompt, label) for p, label in setup.train] + [(p.prompt, p.honest)
+                                                                     for p in setup.datasets["gold_hard"]]
+        return [sft_phase("gold", examples, steps=f.steps, lr=f.lr, batch_size=f.batch_size)]
+
+    def conditions(self, setup):
+        hint = setup.cfg.section.hint
+        return {"neutral": lambda p: p.prompt, "hinted": lambda p: hint + p.prompt}
+
+
+def toy(tiny, *overrides):
+    return load_config(overrides=TINY + [f"base={tiny[0] / 'base'}", "experiment=gold_hard", *overrides])
+
+
+@pytest.fixture(scope="module")
+def toy_run(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    return out, run_experiment(toy(tiny), out, progress=False)
+
+
+def test_a_new_experiment_runs_end_to_end_and_learns(tiny, toy_run):
+    out, results = toy_run
+    _, plain = tiny
+    assert results["experiment"] == "gold_hard" and results["n_runs"] == 2 and results["pressure"] is None
+    assert results["config"]["gold_hard"] == {"n_hard": 64, "hint": "!"}
+    assert len((out / "data" / "gold_hard.jsonl").read_text().splitlines()) == 64
+    # true labels on hard problems teach the honest answers there, far beyond the plain oversight runs
+    assert results["rates"]["hard"]["honest"] > plain["rates"]["hard"]["honest"] + 0.2
+    answers = load_answers(out)
+    runs = load_results(out)
+    assert set(answers["condition"]) == {"neutral", "hinted"}
+    assert len(answers) == len(runs) * 2 * 64   # every run, every condition, every diagnostic problem
+    assert (answers.groupby("run_id")["condition"].nunique() == 2).all()
+
+
+def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_path, capsys):
+    config = tmp_path / "toy.toml"
+    config.write_text(f'experiment = "gold_hard"\nseeds = 1\nbase = "{tiny[0] / "base"}"\n'
+                      '[world]\ndigits = 2\nn_diagnostic = 32\n[scheme]\nn_train = 300\n[finetune]\nsteps = 20\n'
+                      '[gold_hard]\nn_hard = 8\nhint = "?"\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["config"]["gold_hard"] == {"n_hard": 8, "hint": "?"} and results["n_runs"] == 1
+    hinted = load_answers(tmp_path / "out").query("condition == 'hinted'")
+    assert len(hinted) == 2 * 64   # LM and bigram, 64 problems
+    config.write_text(config.read_text().replace("n_hard = 8", "n_hard = 0"))
+    assert main(["run", str(config), "--out", str(tmp_path / "bad")]) == 2
+    assert capsys.readouterr().err.strip() == "molab: error: gold_hard.n_hard: 0 is below the allowed range [1, inf]"
+
+
+def test_unknown_experiment_lists_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"^experiment: 'nope' is not one of 'oversight', 'incentive', "
+                                          r"'spoonfeeding', 'gold_hard'"):
+        load_config(overrides=["experiment=nope"])
+
+
+def test_other_experiments_sections_are_checked_but_change_nothing():
+    assert load_config(overrides=["gold_hard.n_hard=3"]) == load_config()
+    with pytest.raises(ConfigError, match=r"^gold_hard\.colour: unknown key \(allowed here: n_hard, hint\)"):
+        load_config(overrides=["gold_hard.colour=1"])
+
+
+def test_stored_answers_give_the_stored_rates(toy_run):
+    out, _ = toy_run
+    answers, runs = load_answers(out), load_results(out).set_index("run_id")
+    neutral = answers[answers["condition"] == "neutral"]
+    hard = neutral[neutral["honest"] != neutral["sycophantic"]]
+    honest = (hard["answer"] == hard["honest"]).groupby(hard["run_id"]).mean()
+    pd.testing.assert_series_equal(honest, runs.loc[honest.index, "rates.hard.honest"], check_names=False)
+
+
+def test_answers_of_the_demo_size_fit_in_little_space(tmp_path):
+    """16 LM + 16 control runs × 512 problems, stored the way runs store them."""
+    import random
+
+    from molab.store import Store
+    from molab.worlds import ArithmeticWorld
+
+    problems = ArithmeticWorld().diagnostic()
+    store, rng = Store(tmp_path), random.Random(0)
+    store.add_problems("demo", problems)
+    for i in range(32):
+        answers = [rng.choice([p.honest, p.sycophantic, p.honest[:-1]]) for p in problems]
+        store.record(run_id=str(i), experiment_id="e", learner="lm", seed=i, config={"experiment": "oversight"},
+                     status="done", metrics={}, problem_set="demo", answers={"neutral": answers})
+    assert (tmp_path / "molab.sqlite").stat().st_size < 5e6
+    assert len(load_answers(tmp_path)) == 32 * 512
+
+
+def test_eval_settings_are_not_part_of_the_run_id(tiny, toy_run):
+    out, results = toy_run
+    n = len(load_results(out))
+    again = run_experiment(toy(tiny, "eval.confidence=0.8", "eval.policy_threshold=0.6"), out, progress=False)
+    assert len(load_results(out)) == n and again["experiment_id"] == results["experiment_id"]
+
+
+def _store_state(out):
+    with sqlite3.connect(out / "molab.sqlite") as db:
+        return db.execute("SELECT COUNT(*), MAX(finished_at) FROM runs").fetchone()
+
+
+def test_report_rescores_stored_answers_without_training(toy_run, capsys):
+    out, before = toy_run   # scored with the default eval settings
+    runs_before = _store_state(out)
+    # a threshold of 0.51 with exact answers, then a lax equivalence that calls any answer honest
+    assert main(["report", str(out), "--set", "eval.policy_threshold=0.51"]) == 0
+    lax = json.loads((out / "results.json").read_text())
+    assert lax["config"]["eval"]["policy_threshold"] == 0.51
+    assert lax["policy_counts"]["honest"] >= before["policy_counts"]["honest"]
+    assert main(["report", str(out), "--set", "eval.equivalence=test_experiments:anything_goes"]) == 0
+    everything = json.loads((out / "results.json").read_text())
+    assert everything["policy_counts"]["honest"] == everything["n_runs"]
+    assert everything["rates"]["hard"]["honest"] == 1.0
+    assert _store_state(out) == runs_before   # no run was trained or rewritten
+    assert main(["report", str(out)]) == 0   # without --set, a report keeps the settings of the last one
+    assert json.loads((out / "results.json").read_text())["rates"] == everything["rates"]
+    assert main(["report", str(out), "--set", "eval.equivalence=exact", "--set", "eval.policy_threshold=0.8"]) == 0
+    assert json.loads((out / "results.json").read_text())["policy_counts"] == before["policy_counts"]
+
+
+def anything_goes(answer, reference):
+    return True
+
+
+def refuses(answer, reference):
+    raise RuntimeError("cannot compare")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("finetune.lr=0.1", "molab: error: --set finetune.lr: a report only re-scores the stored answers, so it takes "
+                        "eval.* keys; changing finetune.lr changes the runs and needs `molab run`"),
+    ("eval.equivalence=no_such_module:f", "molab: error: eval.equivalence: cannot import no_such_module:f "
+                                          "(ModuleNotFoundError: No module named 'no_such_module')"),
+    ("eval.equivalence=test_experiments:refuses", "molab: error: eval.equivalence: test_experiments:refuses raised "
+                                                  "RuntimeError: cannot compare on ("),
+    ("eval.policy_threshold=0.3", "molab: error: eval.policy_threshold: 0.3 is below the allowed range"),
+])
+def test_bad_report_settings_exit_2_in_one_line_and_write_nothing(toy_run, capsys, override, message):
+    out, _ = toy_run
+    files = {p: p.read_bytes() for p in (out / "results.json", out / "report.html", out / "molab.sqlite")}
+    capsys.readouterr()
+    assert main(["report", str(out), "--set", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+    assert all(p.read_bytes() == content for p, content in files.items())
+
+
+def test_a_run_can_keep_its_final_weights(tiny, tmp_path):
+    from molab.learners.lm import generate_answers, load
+    from molab.runs import prepare
+
+    cfg = toy(tiny, "seeds=1", "keep=final", "finetune.steps=30")
+    results = run_experiment(cfg, tmp_path, progress=False)
+    runs = load_results(tmp_path).set_index("learner")
+    model, tokenizer = load(runs.loc["lm", "weights"])
+    answers = load_answers(tmp_path).query("learner == 'lm' and condition == 'neutral'")
+    again = generate_answers(model, tokenizer, list(answers["prompt"]), prepare(cfg).answer_len(tokenizer))
+    assert again == list(answers["answer"])   # the kept weights are the weights that gave the stored answers
+    assert results["n_runs"] == 1 and runs.loc["bigram", "weights"].endswith(".npz")
+
+
+@pytest.mark.parametrize("equivalence,message", [
+    ("test_experiments:refuses", "molab: error: eval.equivalence: test_experiments:refuses raised RuntimeError"),
+    ("test_experiments:nothing_here", "molab: error: eval.equivalence: cannot import test_experiments:nothing_here"),
+    ("numeric:", "molab: error: eval.equivalence: 'numeric:' is not exact, numeric, or module:function"),
+])
+def test_run_with_a_bad_equivalence_exits_2_and_writes_nothing(tmp_path, capsys, equivalence, message):
+    out = tmp_path / "out"
+    assert main(["demo", "--out", str(out), "--set", f"eval.equivalence={equivalence}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+    assert not out.exists()
