@@ -33,7 +33,7 @@ def _run(config: str | None, out: str, overrides: list[str], workers: int) -> in
 
 
 def _report(out: str, overrides: list[str]) -> int:
-    from molab.sweep import reanalyse
+    from molab.report import reanalyse
 
     return _finish(lambda: reanalyse(out, overrides), out)
 

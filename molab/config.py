@@ -254,7 +254,7 @@ def apply_overrides(data: dict, overrides) -> dict:
 def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
     pressure = experiment.pressure
     if pressure is not None:
-        pressures = sorted(set(cfg.sweep.pressures or pressure.grid))
+        pressures = pressure.values(cfg.sweep.pressures)
         if len(pressures) < 2:
             raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
                               f"{list(cfg.sweep.pressures)}")

@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 from molab.analysis.prior_odds import next_pressures
 from molab.analysis.summary import summarize, summary_runs
 from molab.bases import capability, capable_base
-from molab.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict
+from molab.config import ExperimentConfig
 from molab.execution import run_all
-from molab.experiments import RunSpec, get_experiment
+from molab.experiments import RunSpec
 from molab.runs import Setup, execute, prepare, problem_set_id, run_id
 from molab.store import Store, load_results, write_atomic
 
@@ -123,26 +123,3 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
     write_report(out, results)
     return results
 
-
-def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
-    """Re-score the stored answers of the experiment in `out` with `eval.*` overrides (e.g.
-    "eval.policy_threshold=0.6") and rewrite results.json and the report; trains nothing. Raises ConfigError
-    for any other key (it would change the runs: that needs `molab run`), and writes nothing on any error."""
-    out = Path(out)
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if not key.startswith("eval."):
-            raise ConfigError(f"--set {key}: a report only re-scores the stored answers, so it takes eval.* keys; "
-                              f"changing {key} changes the runs and needs `molab run`")
-    try:
-        results = json.loads((out / "results.json").read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{out / 'results.json'}: no results here") from None
-    cfg = config_from_dict(apply_overrides(results["config"], overrides))
-    new = summarize(out, results["experiment_id"], cfg, get_experiment(cfg.experiment).pressure,
-                    results["capability"], [tuple(pair) for pair in results["plan"]])
-    from molab.report import write_report
-
-    write_report(out, new)  # before results.json: a report that fails leaves the old results standing
-    write_atomic(out / "results.json", json.dumps(new, indent=1))
-    return new

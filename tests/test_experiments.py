@@ -213,3 +213,17 @@ def test_run_with_a_bad_equivalence_exits_2_and_writes_nothing(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)
     assert not out.exists()
+
+
+def test_reanalysis_needs_neither_torch_nor_transformers(tiny):
+    """`molab report --set` re-scores stored answers: importing torch and transformers alone would take
+    most of its time, so it must not need them."""
+    import subprocess
+    import sys
+
+    out, _ = tiny
+    code = ("import sys; from molab.cli import main; assert main(['report', sys.argv[1], '--set', "
+            "'eval.confidence=0.95']) == 0; print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True,
+                          cwd=out)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

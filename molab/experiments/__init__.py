@@ -37,6 +37,10 @@ class Pressure:
     grid: tuple[float, ...]
     high: float | None = None  # the largest allowed value (None: unbounded); the lowest is always 0
 
+    def values(self, given) -> list[float]:
+        """The pressures a sweep visits: `given` (sweep.pressures) or the default grid, sorted, each once."""
+        return sorted(set(given or self.grid))
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -101,7 +105,7 @@ class Experiment:
     def plan(self, cfg, done) -> list[RunSpec]:
         """The runs to do: `seeds` at each pressure. `done` (a DataFrame of this experiment's finished runs) lets a
         plan depend on earlier runs; the sweep asks again after each batch of runs until nothing new comes."""
-        pressures = [None] if self.pressure is None else sorted(set(cfg.sweep.pressures or self.pressure.grid))
+        pressures = [None] if self.pressure is None else self.pressure.values(cfg.sweep.pressures)
         return [RunSpec(seed, x) for x in pressures for seed in range(cfg.seeds)]
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from molab.config import param
 from molab.experiments import Experiment, Pressure, RunSpec, register
-from molab.training.phase import sft_phase
 from molab.worlds.scheme import draw
 
 
@@ -49,5 +48,7 @@ class Spoonfeeding(Experiment):
         return [(cue + p.prompt, setup.overseer.answer(p)) for p in setup.datasets["spoonfed"][:n]] + examples[n:]
 
     def phases(self, setup, spec: RunSpec):
+        from molab.training.phase import sft_phase
+
         f = setup.cfg.finetune
         return [sft_phase("finetune", self.examples(setup, spec), steps=f.steps, lr=f.lr, batch_size=f.batch_size)]

@@ -1,4 +1,6 @@
-"""The HTML report: tables and matplotlib plots (embedded as PNG), read from the store and results.json."""
+"""The HTML report: tables and matplotlib plots (embedded as PNG), read from the store and results.json; and
+`reanalyse`, which re-scores a folder's stored answers and rewrites results.json and the report. Nothing
+here imports torch or transformers, so re-analysis takes seconds."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import POLICIES  # noqa: E402
 from molab.analysis.summary import summary_runs  # noqa: E402
-from molab.config import config_from_dict  # noqa: E402
+from molab.analysis.summary import summarize  # noqa: E402
+from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
+from molab.experiments import get_experiment  # noqa: E402
 from molab.store import load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
@@ -214,3 +218,25 @@ sampling), not the base. <code>molab report DIR --set eval.KEY=VALUE</code> re-s
     path = out / "report.html"
     write_atomic(path, page)
     return path
+
+
+def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
+    """Re-score the stored answers of the experiment in `out` with `eval.*` overrides (e.g.
+    "eval.policy_threshold=0.6") and rewrite results.json and the report; trains nothing. Raises ConfigError
+    for any other key (it would change the runs: that needs `molab run`), and writes nothing on any error."""
+    out = Path(out)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("eval."):
+            raise ConfigError(f"--set {key}: a report only re-scores the stored answers, so it takes eval.* keys; "
+                              f"changing {key} changes the runs and needs `molab run`")
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{out / 'results.json'}: no results here") from None
+    cfg = config_from_dict(apply_overrides(results["config"], overrides))
+    new = summarize(out, results["experiment_id"], cfg, get_experiment(cfg.experiment).pressure,
+                    results["capability"], [tuple(pair) for pair in results["plan"]])
+    write_report(out, new)  # before results.json: a report that fails leaves the old results standing
+    write_atomic(out / "results.json", json.dumps(new, indent=1))
+    return new
