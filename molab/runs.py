@@ -86,6 +86,11 @@ class Setup:
         return max(len(tokenizer(a, add_special_tokens=False).input_ids) for p in self.problems()
                    for a in (p.honest, p.sycophantic)) + 1
 
+    @cached_property
+    def problem_set(self) -> str:
+        """The diagnostic set's key in the store (a hash of its problems, in order)."""
+        return hashlib.sha256(json.dumps([p.to_json() for p in self.diagnostic]).encode()).hexdigest()[:16]
+
     def score(self, problem: Problem, answer: str) -> dict[str, bool]:
         """The experiment's scorer under the configured answer equivalence."""
         return self.experiment.score(problem, answer, equivalence(self.cfg.eval.equivalence))
@@ -107,11 +112,6 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 def run_id(setup: Setup, learner: str, spec: RunSpec) -> str:
     return config_hash(setup.experiment_id, learner, spec.seed, *([] if spec.pressure is None else [spec.pressure]))
-
-
-def problem_set_id(problems: list[Problem]) -> str:
-    """A hash of a list of problems, in order: the key under which the store keeps them once."""
-    return hashlib.sha256(json.dumps([p.to_json() for p in problems]).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- the LM
@@ -141,7 +141,7 @@ def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
         metrics[f"loss.{phase.name}.last"] = sum(losses[-10:]) / len(losses[-10:])
 
 
-def _answers(setup: Setup, learning: Learning, generate) -> dict[str, list[str]]:
+def _answers(setup: Setup, generate) -> dict[str, list[str]]:
     """Every diagnostic problem's answer under every evaluation condition, by condition."""
     return {name: generate([prompt(p) for p in setup.diagnostic])
             for name, prompt in setup.experiment.conditions(setup).items()}
@@ -169,7 +169,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
             results.append({"error": str(e)})
             continue
         model, tokenizer = learning.model, learning.tokenizer
-        answers = _answers(setup, learning, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
+        answers = _answers(setup, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
         weights = None
         if keep is not None:
             weights = keep / run_id(setup, "lm", spec)
@@ -203,7 +203,7 @@ def run_bigram(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None
             weights = keep / f"{run_id(setup, 'bigram', spec)}.npz"
             weights.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(weights, tokens=table.tokens, counts=table.counts)
-        results.append({"answers": _answers(setup, learning, generate), "metrics": {},
+        results.append({"answers": _answers(setup, generate), "metrics": {},
                         "weights": weights and str(weights)})
     return results
 
@@ -218,12 +218,11 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
     start = time.time()
     results = RUNNERS[learner](setup, base, specs, keep)
     seconds = (time.time() - start) / len(specs)
-    problem_set = problem_set_id(setup.diagnostic)
     return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id, "learner": learner,
              "seed": spec.seed, "pressure": spec.pressure,
              "config": to_dict(setup.cfg) | {"seed": spec.seed, "pressure": spec.pressure, "learner": learner,
                                              "base_key": setup.base_key},
              "status": "failed" if "error" in got else "done", "metrics": got.get("metrics"),
              "error": got.get("error"), "seconds": seconds, "weights": got.get("weights"),
-             "answers": got.get("answers"), "problem_set": problem_set}
+             "answers": got.get("answers"), "problem_set": setup.problem_set}
             for spec, got in zip(specs, results)]

@@ -195,11 +195,13 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     first = _read(out, "SELECT run_id, answers FROM answers WHERE position = 0")
     answers = dict(zip(first["run_id"], first["answers"]))
     problems, same = _problems(out), equivalence(eval.equivalence)
+    configs = [json.loads(c) for c in df["config"]]
+    experiments = {name: get_experiment(name) for name in {c["experiment"] for c in configs}}  # looked up once
     scored = []
-    for run in df.itertuples():
+    for run, config in zip(df.itertuples(), configs):
         metrics = _flat("", json.loads(run.metrics)) if isinstance(run.metrics, str) else {}
         if run.run_id in answers:
-            experiment = get_experiment(json.loads(run.config)["experiment"])
+            experiment = experiments[config["experiment"]]
             r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
                       lambda p, a: experiment.score(p, a, same))
             metrics |= _flat("rates.", r) | {"policy": classify(r["hard"], eval.policy_threshold)}

@@ -20,7 +20,7 @@ from molab.bases import capability, capable_base
 from molab.config import ExperimentConfig
 from molab.execution import run_all
 from molab.experiments import RunSpec
-from molab.runs import Setup, execute, prepare, problem_set_id, run_id
+from molab.runs import Setup, execute, prepare, run_id
 from molab.store import Store, load_results, write_atomic
 
 
@@ -106,7 +106,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
               f"honest {cap['honest']:.2f}, sycophantic {cap['sycophantic']:.2f}; threshold "
               f"{cfg.eval.capability_threshold}); the inductive-bias result is not meaningful")
     store = Store(out)
-    store.add_problems(problem_set_id(setup.diagnostic), setup.diagnostic)
+    store.add_problems(setup.problem_set, setup.diagnostic)
     keep = out / "weights" if cfg.keep == "final" else None
     experiment, plan = setup.experiment, []
     while new := [s for s in dict.fromkeys(experiment.plan(cfg, _finished(setup, out, plan))) if s not in plan]:
