@@ -20,47 +20,61 @@ from molab.training.loop import train
 from molab.training.objectives import sft
 
 
-def capable_base(setup, out: Path, progress: bool = True) -> Path:
+def capable_base(setup, path: Path, progress: bool = True) -> Path:
     """The path of the capable base: `cfg.base` if given, else a small LM pretrained on the experiment's
-    corpus, saved in `out/base/` and reused while its key (`setup.base_key`) matches."""
+    corpus, saved at `path` and reused while its key (`setup.base_key`) matches."""
     cfg = setup.cfg
     if cfg.base:
         return Path(cfg.base)
-    path, key = out / "base", setup.base_key
+    key = setup.base_key
     marker = path / "molab_base.json"
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return path
     m = cfg.model
     tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
     max_len = setup.max_len(tokenizer)
-    torch.manual_seed(0)
+    torch.manual_seed(m.seed)
     model = build_model(m, tokenizer, max_len)
-    corpus = setup.experiment.corpus(setup.world, cfg, random.Random("pretrain"))
+    corpus = setup.experiment.corpus(setup.world, cfg, random.Random(f"pretrain-{m.seed}"))
     batches = (encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len) for _ in iter(int, 1))
+
+    threshold, curve = cfg.eval.capability_threshold, []
+
+    def capable_yet(step: int) -> bool:
+        curve.append({"step": step} | persona_check(setup, model, tokenizer))
+        return min(curve[-1]["honest"], curve[-1]["sycophantic"]) >= threshold
 
     start = time.time()
     losses = train(model, batches, sft, steps=m.pretrain_steps, lr=m.lr, weight_decay=0.01,
                    desc=f"pretraining base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
-                   compile=m.compile)
+                   compile=m.compile, stop=capable_yet, every=m.check_every)
     seconds = time.time() - start
-    tmp = out / "base.tmp"
+    if len(losses) == m.pretrain_steps:
+        curve.append({"step": len(losses)} | persona_check(setup, model, tokenizer))
+    if min(curve[-1]["honest"], curve[-1]["sycophantic"]) < threshold:
+        print(f"molab: WARNING after {len(losses)} pretraining steps (model.pretrain_steps) the base follows its "
+              f"personas on {curve[-1]['honest']:.2f} (honest) and {curve[-1]['sycophantic']:.2f} (sycophantic) of hard "
+              f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps), a wider "
+              "model (model.width, model.depth), or answers written least-significant digit first "
+              "(world.reverse_answers = true; in a JSONL world, reverse the answer strings)")
+    tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     hf_logging.disable_progress_bar()
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "molab_base.json").write_text(json.dumps(
-        {"key": key, "params": n_params(model), "steps": m.pretrain_steps, "seconds": round(seconds, 1),
-         "tokens": m.pretrain_steps * m.batch_size * max_len, "loss_first": losses[0], "loss_last": losses[-1]},
+        {"key": key, "params": n_params(model), "steps": len(losses), "budget": m.pretrain_steps,
+         "seconds": round(seconds, 1), "tokens": len(losses) * m.batch_size * max_len, "loss_first": losses[0],
+         "loss_last": losses[-1], "capability_curve": curve},
         indent=1))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
     return path
 
 
-def capability(setup, base: Path) -> dict[str, float]:
-    """Accuracy of each policy on the hard diagnostic problems when asked for it by its persona tag,
-    scored by the experiment's scorer."""
-    model, tokenizer = load(base)
+def persona_check(setup, model, tokenizer) -> dict[str, float]:
+    """Accuracy of each policy on the hard diagnostic problems when asked for it by its persona tag, scored by the
+    experiment's scorer."""
     hard = [p for p in setup.diagnostic if p.disagree]
     n_new = setup.answer_len(tokenizer)
     out = {}
@@ -68,3 +82,15 @@ def capability(setup, base: Path) -> dict[str, float]:
         answers = generate_answers(model, tokenizer, [tag + p.prompt for p in hard], n_new)
         out[policy] = sum(setup.score(p, a)[policy] for p, a in zip(hard, answers)) / len(hard)
     return out
+
+
+def capability(setup, base: Path) -> dict[str, float]:
+    """`persona_check` of the base saved at `base`."""
+    return persona_check(setup, *load(base))
+
+
+def capability_curve(base: Path) -> list[dict]:
+    """The persona checks made while the base was pretrained (step, honest, sycophantic); empty for a checkpoint
+    molab did not pretrain."""
+    marker = Path(base) / "molab_base.json"
+    return json.loads(marker.read_text()).get("capability_curve", []) if marker.is_file() else []

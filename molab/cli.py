@@ -39,23 +39,15 @@ def _report(out: str, overrides: list[str]) -> int:
 
 
 def _print_summary(results: dict) -> None:
-    def p(summary):
-        p = summary["p_sycophantic"]
-        return "no finished runs" if p["estimate"] is None else f"{p['estimate']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]"
+    from molab.report import answer_words
 
-    if results["pressure"] is not None:
-        from molab.report import prior_odds_words
-
-        for c in results["pressure_curve"]:
-            flag = "  (reproduced by the bigram table)" if c["bigram_reproduces"] else ""
-            ci = "" if c["ci"] is None else f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
-            print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} sycophantic runs{ci}{flag}")
-        print(f"molab: {prior_odds_words(results)}")
-        print(f"molab: {results['n_runs']} runs ({results['n_failed']} failed); capable base: {results['capable']}")
-    else:
-        print(f"molab: {results['n_runs']} runs ({results['n_failed']} failed); policies {results['policy_counts']}; "
-              f"P(sycophantic) = {p(results)} (bigram control: {p(results['bigram_control'])}); "
-              f"capable base: {results['capable']}")
+    for c in results.get("pressure_curve", []):
+        flag = "  (reproduced by the bigram table)" if c["bigram_reproduces"] else ""
+        ci = "" if c["ci"] is None else f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
+        print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} sycophantic runs{ci}{flag}")
+    print(f"molab: {answer_words(results)}")
+    if results["n_failed"]:
+        print(f"molab: {results['n_failed']} runs failed (see the store's error column)")
 
 
 def main(argv: list[str] | None = None) -> int:

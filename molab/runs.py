@@ -21,14 +21,14 @@ import torch
 
 from molab import __version__
 from molab.analysis.policy import equivalence
-from molab.config import NOT_IN_RUN_ID, ExperimentConfig, config_hash, to_dict
+from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_hash, to_dict
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.bigram import BigramTable
 from molab.learners.lm import add_tag, generate_answers, load, load_tokenizer
 from molab.training.loop import TrainingDiverged, train
 from molab.training.phase import Learning
 from molab.worlds import Problem, make_world
-from molab.worlds.scheme import training_data
+from molab.worlds.scheme import ceiling_data, training_data
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Setup:
     train: list[tuple[Problem, str]]  # (problem, label the scheme gave it)
     diagnostic: list[Problem]
     datasets: dict[str, list[Problem]]  # the experiment's extra problem sets
+    ceiling: list[Problem]  # the ceiling runs' problems, of every difficulty
     world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
 
     @property
@@ -61,7 +62,8 @@ class Setup:
 
     @cached_property
     def base_key(self) -> str:
-        """What the base depends on: its config and corpus, or a local checkpoint's files (names, sizes, times).
+        """What the base depends on: its config, corpus and the capability that ends its pretraining early, or a
+        local checkpoint's files (names, sizes, times).
         An experiment with a corpus of its own adds the corpus's name and its own config section."""
         cfg = self.cfg
         if cfg.base:
@@ -69,11 +71,36 @@ class Setup:
             return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.identity(cfg)]
-        return config_hash(cfg.world, cfg.overseer, cfg.model, self.world_file, __version__, *own)
+        return config_hash(cfg.world, cfg.overseer, cfg.model, cfg.eval.capability_threshold, self.world_file,
+                           __version__, *own)
+
+    def ceiling_id(self, policy: str) -> str:
+        """The ceiling runs' experiment id: what they depend on (world, overseer, model, finetuning, the scheme's
+        pool and size, the experiment's prompt and tags, the base), not the scheme's labels or the pressure."""
+        c, s = self.cfg, self.cfg.scheme
+        prompt = next(iter(self.experiment.conditions(self).values()))
+        return config_hash(c.world, c.overseer, c.model, c.finetune, [s.n_train, s.digits, s.operations],
+                           [prompt(p) for p in self.diagnostic[:8]], self.experiment.tags(c), self.world_file,
+                           self.base_key, "ceiling", policy)
+
+    def experiment_id_of(self, spec: RunSpec) -> str:
+        return self.ceiling_id(spec.ceiling) if spec.ceiling else self.experiment_id
+
+    def phases(self, spec: RunSpec) -> list:
+        """The run's training phases: the experiment's, or a ceiling run's finetuning on every difficulty with
+        the runs' prompt (the first evaluation condition's), labelled by its policy."""
+        if not spec.ceiling:
+            return self.experiment.phases(self, spec)
+        from molab.training.phase import sft_phase
+
+        f, prompt = self.cfg.finetune, next(iter(self.experiment.conditions(self).values()))
+        examples = [(prompt(p), getattr(p, spec.ceiling)) for p in self.ceiling]
+        return [sft_phase("finetune", examples, steps=f.steps, lr=f.lr, batch_size=f.batch_size)]
 
     def problems(self) -> list[Problem]:
         """Every problem a run meets: diagnostic, training and the extra sets."""
-        return self.diagnostic + [p for p, _ in self.train] + [p for ps in self.datasets.values() for p in ps]
+        return (self.diagnostic + [p for p, _ in self.train] + [p for ps in self.datasets.values() for p in ps]
+                + self.ceiling)
 
     def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
         """Longest sequence in tokens: special tokens + persona tag + prompt + longest answer + eos,
@@ -106,12 +133,26 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     experiment = get_experiment(cfg.experiment)
     world = make_world(cfg)
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
-    return Setup(cfg, experiment, world, training_data(world, world.overseer, cfg.scheme, cfg.world.seed),
-                 world.diagnostic(), experiment.datasets(world, world.overseer, cfg), world_file)
+    train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
+    _check_overseer(world, world.diagnostic() + [p for p, _ in train])
+    return Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
+                 ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
+
+
+def _check_overseer(world, problems: list[Problem]) -> None:
+    """Refuse an overseer that is confident where it is wrong: its confidence decides what the scheme calls easy
+    and correctly labelled, so such a config contradicts its own premise."""
+    wrong = [p for p in problems if p.disagree and world.overseer.confident(p)]
+    if wrong:
+        p = min(wrong, key=lambda q: q.difficulty)
+        raise ConfigError(f"overseer.competence: the overseer is confident up to difficulty {world.overseer.competence} "
+                          f"but wrong at difficulty {p.difficulty} (on {p.prompt} it answers {p.sycophantic!r}, the "
+                          f"truth is {p.honest!r}); set overseer.competence below {p.difficulty}")
 
 
 def run_id(setup: Setup, learner: str, spec: RunSpec) -> str:
-    return config_hash(setup.experiment_id, learner, spec.seed, *([] if spec.pressure is None else [spec.pressure]))
+    return config_hash(setup.experiment_id_of(spec), learner, spec.seed,
+                       *([] if spec.pressure is None else [spec.pressure]))
 
 
 # ---------------------------------------------------------------- the LM
@@ -141,10 +182,12 @@ def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
         metrics[f"loss.{phase.name}.last"] = sum(losses[-10:]) / len(losses[-10:])
 
 
-def _answers(setup: Setup, generate) -> dict[str, list[str]]:
-    """Every diagnostic problem's answer under every evaluation condition, by condition."""
+def _answers(setup: Setup, spec: RunSpec, generate) -> dict[str, list[str]]:
+    """Every diagnostic problem's answer under every evaluation condition (a ceiling run: the first only), by
+    condition."""
+    conditions = list(setup.experiment.conditions(setup).items())
     return {name: generate([prompt(p) for p in setup.diagnostic])
-            for name, prompt in setup.experiment.conditions(setup).items()}
+            for name, prompt in (conditions[:1] if spec.ceiling else conditions)}
 
 
 def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
@@ -152,7 +195,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
     marked `shared` are trained once and copied for each pressure."""
     results, shared = [], None  # shared: (learning, metrics) after the shared phases, or why they failed
     for spec in specs:
-        phases = setup.experiment.phases(setup, spec)
+        phases = setup.phases(spec)
         n_shared = next((i for i, p in enumerate(phases) if not p.shared), len(phases))
         try:
             if n_shared and shared is None:
@@ -169,7 +212,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
             results.append({"error": str(e)})
             continue
         model, tokenizer = learning.model, learning.tokenizer
-        answers = _answers(setup, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
+        answers = _answers(setup, spec, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
         weights = None
         if keep is not None:
             weights = keep / run_id(setup, "lm", spec)
@@ -191,7 +234,7 @@ def run_bigram(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None
     results = []
     for spec in specs:
         table, learning = BigramTable(), Learning(None, tokenizer, 0, n_new, spec.seed)
-        for phase in setup.experiment.phases(setup, spec):
+        for phase in setup.phases(spec):
             phase.count(table, learning)
 
         def generate(prompts: list[str]) -> list[str]:
@@ -203,7 +246,7 @@ def run_bigram(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None
             weights = keep / f"{run_id(setup, 'bigram', spec)}.npz"
             weights.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(weights, tokens=table.tokens, counts=table.counts)
-        results.append({"answers": _answers(setup, generate), "metrics": {},
+        results.append({"answers": _answers(setup, spec, generate), "metrics": {},
                         "weights": weights and str(weights)})
     return results
 
@@ -218,10 +261,10 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
     start = time.time()
     results = RUNNERS[learner](setup, base, specs, keep)
     seconds = (time.time() - start) / len(specs)
-    return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id, "learner": learner,
-             "seed": spec.seed, "pressure": spec.pressure,
+    return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id_of(spec),
+             "learner": learner, "seed": spec.seed, "pressure": spec.pressure,
              "config": to_dict(setup.cfg) | {"seed": spec.seed, "pressure": spec.pressure, "learner": learner,
-                                             "base_key": setup.base_key},
+                                             "base_key": setup.base_key, "ceiling_policy": spec.ceiling},
              "status": "failed" if "error" in got else "done", "metrics": got.get("metrics"),
              "error": got.get("error"), "seconds": seconds, "weights": got.get("weights"),
              "answers": got.get("answers"), "problem_set": setup.problem_set}

@@ -184,9 +184,9 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     """Every run recorded under `out`, one row each: the stored columns, the training metrics as columns of their
     own (e.g. `loss.finetune.last`), and what its answers under the first evaluation condition score under
     `eval` (an EvalConfig; default: molab's defaults): the rates of honest / sycophantic / other answers
-    (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...) and the run's `policy`
-    (missing for a failed run). Scoring happens here, from the stored answers: nothing derived is stored."""
-    from molab.analysis.policy import classify, equivalence, rates
+    (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
+    and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others. Scoring happens here, from the stored answers: nothing derived is stored."""
+    from molab.analysis.policy import classify, equivalence, outcome, rates
     from molab.config import EvalConfig
     from molab.experiments import get_experiment
 
@@ -200,11 +200,13 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     scored = []
     for run, config in zip(df.itertuples(), configs):
         metrics = _flat("", json.loads(run.metrics)) if isinstance(run.metrics, str) else {}
+        metrics["ceiling"] = config.get("ceiling_policy")
         if run.run_id in answers:
             experiment = experiments[config["experiment"]]
             r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
                       lambda p, a: experiment.score(p, a, same))
-            metrics |= _flat("rates.", r) | {"policy": classify(r["hard"], eval.policy_threshold)}
+            policy = classify(r["hard"], eval.policy_threshold)
+            metrics |= _flat("rates.", r) | {"policy": policy, "outcome": outcome(policy, r, eval.collapse_threshold)}
         scored.append(metrics)
     out_df = pd.concat([df.drop(columns="metrics"), pd.DataFrame(scored, index=df.index)], axis=1)
-    return out_df if "policy" in out_df else out_df.assign(policy=None)
+    return out_df if "policy" in out_df else out_df.assign(policy=None, outcome=None)

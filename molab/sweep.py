@@ -1,22 +1,23 @@
 """Run (or resume) an experiment: its plan of runs handed to an executor, the answers into the store, the
 analysis into results.json and the report.
 
-`run_experiment` composes the stages: `prepare` (world, overseer, data) -> `capable_base` -> `capability`
--> the experiment's plan (asked again after each batch of runs, so a plan may depend on earlier runs) and,
+`run_experiment` composes the stages: `prepare` (world, overseer, data; once per base) -> `capable_base` ->
+`capability` (persona tags) and the ceiling runs -> the experiment's plan (asked again after each batch of runs, so a plan may depend on earlier runs) and,
 in sweeps, adaptive rounds -> `summarize` -> `write_report`. Runs already in the store are skipped, so
 running the same command again resumes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from molab.analysis.prior_odds import next_pressures
-from molab.analysis.summary import summarize, summary_runs
-from molab.bases import capability, capable_base
+from molab.analysis.summary import ceilings, summarize, summary_runs
+from molab.bases import capability, capability_curve, capable_base
 from molab.config import ExperimentConfig
 from molab.execution import run_all
 from molab.experiments import RunSpec
@@ -39,21 +40,25 @@ def _pairs(plan: list[RunSpec]) -> list[tuple]:
     return [(spec.pressure, spec.seed) for spec in plan]
 
 
-def _run_specs(setup: Setup, base: Path, store: Store, specs: list[RunSpec], workers: int, progress: bool,
-               keep: Path | None) -> None:
-    """Run every spec of `specs`, for each learner, not yet in the store: one task per seed and learner."""
+def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list[RunSpec], workers: int,
+               progress: bool, keep: Path | None, learners: tuple[str, ...] | None = None) -> None:
+    """Run every spec of `specs` on every base, for each learner (default: the experiment's), not yet in the store:
+    one task per base, seed and learner."""
     done = store.finished_ids()
     by_seed: dict[int, list[RunSpec]] = {}
     for spec in specs:
         by_seed.setdefault(spec.seed, []).append(spec)
     tasks = []
-    for seed, seed_specs in sorted(by_seed.items()):
-        for learner in setup.experiment.learners:
-            todo = [s for s in seed_specs if run_id(setup, learner, s) not in done]
-            if todo:
-                tasks.append((setup, base, learner, todo, keep))
-    total, n_todo = len(specs) * len(setup.experiment.learners), sum(len(t[3]) for t in tasks)
-    bar = tqdm(total=n_todo, desc=f"runs ({total - n_todo} of {total} already done)", unit="run",
+    learners = learners or setups[0].experiment.learners
+    for setup, base in zip(setups, paths):
+        for seed, seed_specs in sorted(by_seed.items()):
+            for learner in learners:
+                todo = [s for s in seed_specs if run_id(setup, learner, s) not in done]
+                if todo:
+                    tasks.append((setup, base, learner, todo, keep))
+    total, n_todo = len(specs) * len(learners) * len(setups), sum(len(t[3]) for t in tasks)
+    what = "ceiling runs" if specs and specs[0].ceiling else "runs"
+    bar = tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
                disable=not progress)
     for records in run_all(execute, tasks, workers):
         for record in records:
@@ -65,20 +70,21 @@ def _run_specs(setup: Setup, base: Path, store: Store, specs: list[RunSpec], wor
     bar.close()
 
 
-def _finished(setup: Setup, out: Path, plan: list[RunSpec]):
-    """The finished runs of `plan`, scored under the config's eval settings."""
-    runs = summary_runs(load_results(out, setup.cfg.eval), setup.experiment_id, _pairs(plan))
+def _finished(setups: list[Setup], out: Path, plan: list[RunSpec]):
+    """The finished runs of `plan` on every base, scored under the config's eval settings."""
+    runs = summary_runs(load_results(out, setups[0].cfg.eval), [s.experiment_id for s in setups], _pairs(plan))
     return runs[runs["status"] == "done"]
 
 
-def _adaptive_runs(setup: Setup, out: Path, plan: list[RunSpec]) -> list[RunSpec]:
-    """`sweep.adaptive_runs` new runs where the LM runs of `plan` so far tell least (`next_pressures`), pressures
-    rounded to 3 decimals, each with the next seed unused at its pressure. The same stored runs always give the
-    same runs, so a resumed sweep retraces its rounds."""
-    runs = _finished(setup, out, plan)
+def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[RunSpec]:
+    """`sweep.adaptive_runs` new runs (on each base) where the LM runs of `plan` so far, pooled over bases, tell
+    least (`next_pressures`), pressures rounded to 3 decimals, each with the next seed unused at its pressure. The
+    same stored runs always give the same runs, so a resumed sweep retraces its rounds."""
+    runs = _finished(setups, out, plan)
     runs = runs[runs["learner"] == "lm"]
-    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", setup.cfg.sweep.adaptive_runs,
-                              high=setup.experiment.pressure.high)
+    cfg = setups[0].cfg
+    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", cfg.sweep.adaptive_runs,
+                              high=setups[0].experiment.pressure.high)
     next_seed: dict[float, int] = {}
     for spec in plan:
         next_seed[spec.pressure] = max(next_seed.get(spec.pressure, 0), spec.seed + 1)
@@ -90,36 +96,67 @@ def _adaptive_runs(setup: Setup, out: Path, plan: list[RunSpec]) -> list[RunSpec
     return added
 
 
+def base_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
+    """One config per base: `bases` of them, differing only in model.seed (model.seed, model.seed + 1, ...)."""
+    return [dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=cfg.model.seed + i))
+            for i in range(cfg.bases)]
+
+
+def base_path(out: Path, index: int) -> Path:
+    """Where the `index`-th base is pretrained: out/base, out/base-1, out/base-2, ..."""
+    return out / ("base" if index == 0 else f"base-{index}")
+
+
+def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, progress: bool) -> list[dict]:
+    """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings; each base's identity
+    and persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona checks fall short
+    of eval.capability_threshold."""
+    cfg, paths, bases = setups[0].cfg, [], []
+    for i, setup in enumerate(setups):
+        path = capable_base(setup, base_path(out, i), progress)
+        paths.append(path)
+        bases.append({"model_seed": setup.cfg.model.seed, "experiment_id": setup.experiment_id,
+                      "ceiling_ids": {p: setup.ceiling_id(p) for p in ("honest", "sycophantic")},
+                      "capability": capability(setup, path), "capability_curve": capability_curve(path)})
+    specs = [RunSpec(seed, ceiling=p) for p in ("honest", "sycophantic") for seed in range(cfg.ceiling.seeds)]
+    _run_specs(setups, paths, store, specs, workers, progress, None, learners=("lm",))
+    scored = load_results(out, cfg.eval)
+    threshold = cfg.eval.capability_threshold
+    for b in bases:
+        ceiling = {p: c["mean"] or 0.0 for p, c in ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds).items()}
+        weak = {f"{how} {p} {v:.2f}" for how, got in (("ceiling", ceiling), ("persona", b["capability"]))
+                for p, v in got.items() if v < threshold}
+        if weak:
+            print(f"molab: WARNING base seed {b['model_seed']} falls short of eval.capability_threshold {threshold} on "
+                  f"hard problems ({', '.join(sorted(weak))}); the inductive-bias result is not meaningful")
+    return paths, bases
+
+
 def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Run (or resume) the whole experiment under `out`; returns what results.json holds."""
     from molab.report import write_report
 
-    setup = prepare(cfg)  # fails on bad input before anything is written
+    setups = [prepare(c) for c in base_configs(cfg)]  # fails on bad input before anything is written
+    setup = setups[0]
     setup.score(setup.diagnostic[0], setup.diagnostic[0].honest)  # so does an answer equivalence that raises
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_data(setup, out)
-    base = capable_base(setup, out, progress)
-    cap = capability(setup, base)
-    if min(cap.values()) < cfg.eval.capability_threshold:
-        print(f"molab: WARNING the base is not capable of both policies (accuracy on hard problems: "
-              f"honest {cap['honest']:.2f}, sycophantic {cap['sycophantic']:.2f}; threshold "
-              f"{cfg.eval.capability_threshold}); the inductive-bias result is not meaningful")
     store = Store(out)
     store.add_problems(setup.problem_set, setup.diagnostic)
+    paths, bases = _capable_bases(setups, out, store, workers, progress)
     keep = out / "weights" if cfg.keep == "final" else None
     experiment, plan = setup.experiment, []
-    while new := [s for s in dict.fromkeys(experiment.plan(cfg, _finished(setup, out, plan))) if s not in plan]:
-        _run_specs(setup, base, store, new, workers, progress, keep)
+    while new := [s for s in dict.fromkeys(experiment.plan(cfg, _finished(setups, out, plan))) if s not in plan]:
+        _run_specs(setups, paths, store, new, workers, progress, keep)
         plan += new
     for round_ in range(cfg.sweep.adaptive_rounds if experiment.pressure is not None else 0):
-        added = _adaptive_runs(setup, out, plan)
+        added = _adaptive_runs(setups, out, plan)
         counts = {s.pressure: sum(a.pressure == s.pressure for a in added) for s in added}
         print(f"molab: adaptive round {round_ + 1}: " + ", ".join(f"{n} at {p:g}" for p, n in counts.items()))
-        _run_specs(setup, base, store, added, workers, progress, keep)
+        _run_specs(setups, paths, store, added, workers, progress, keep)
         plan += added
-    results = summarize(out, setup.experiment_id, cfg, experiment.pressure, cap, _pairs(plan))
+    results = summarize(out, cfg, experiment.pressure, bases, _pairs(plan))
     write_atomic(out / "results.json", json.dumps(results, indent=1))
     write_report(out, results)
     return results
-

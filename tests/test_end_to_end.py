@@ -21,7 +21,7 @@ def test_base_learned_both_personas(tiny):
 def test_runs_learned_and_results_are_complete(tiny):
     out, results = tiny
     df = load_results(out)
-    lm = df[df["learner"] == "lm"]
+    lm = df[(df["learner"] == "lm") & (df["experiment_id"] == results["experiment_id"])]
     assert len(lm) == 2 and (lm["status"] == "done").all()
     assert (lm["loss.finetune.last"] < lm["loss.finetune.first"]).all()
     assert (lm["rates.easy.honest"] > 0.3).all()   # in-distribution accuracy, far above chance
@@ -33,7 +33,7 @@ def test_runs_learned_and_results_are_complete(tiny):
         assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["capability"] == results["capability"]
-    assert (out / "report.html").read_text().count("<img") == 2
+    assert (out / "report.html").read_text().count("<img") == 3   # capability curve, runs, difficulties
     train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
     assert len(train) == 300 and all(row["difficulty"] <= 1 for row in train)
     diagnostic = (out / "data" / "diagnostic.jsonl").read_text().splitlines()

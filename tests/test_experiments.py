@@ -68,11 +68,14 @@ def test_a_new_experiment_runs_end_to_end_and_learns(tiny, toy_run):
     assert len((out / "data" / "gold_hard.jsonl").read_text().splitlines()) == 64
     # true labels on hard problems teach the honest answers there, far beyond the plain oversight runs
     assert results["rates"]["hard"]["honest"] > plain["rates"]["hard"]["honest"] + 0.2
-    answers = load_answers(out)
-    runs = load_results(out)
+    every = load_answers(out)
+    answers = every[every["experiment_id"] == results["experiment_id"]]
+    runs = load_results(out).query(f"experiment_id == '{results['experiment_id']}'")
     assert set(answers["condition"]) == {"neutral", "hinted"}
     assert len(answers) == len(runs) * 2 * 64   # every run, every condition, every diagnostic problem
     assert (answers.groupby("run_id")["condition"].nunique() == 2).all()
+    ceilings = every[every["experiment_id"] != results["experiment_id"]]
+    assert len(ceilings) == 2 * 2 * 64 and set(ceilings["condition"]) == {"neutral"}   # the runs' own context
 
 
 def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_path, capsys):
@@ -194,9 +197,10 @@ def test_a_run_can_keep_its_final_weights(tiny, tmp_path):
 
     cfg = toy(tiny, "seeds=1", "keep=final", "finetune.steps=30")
     results = run_experiment(cfg, tmp_path, progress=False)
-    runs = load_results(tmp_path).set_index("learner")
+    own = f"experiment_id == '{results['experiment_id']}'"   # the ceiling runs keep nothing
+    runs = load_results(tmp_path).query(own).set_index("learner")
     model, tokenizer = load(runs.loc["lm", "weights"])
-    answers = load_answers(tmp_path).query("learner == 'lm' and condition == 'neutral'")
+    answers = load_answers(tmp_path).query(f"{own} and learner == 'lm' and condition == 'neutral'")
     again = generate_answers(model, tokenizer, list(answers["prompt"]), prepare(cfg).answer_len(tokenizer))
     assert again == list(answers["answer"])   # the kept weights are the weights that gave the stored answers
     assert results["n_runs"] == 1 and runs.loc["bigram", "weights"].endswith(".npz")

@@ -35,7 +35,7 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
     rate = hard_sycophantic(tmp_path)
     assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
     page = (tmp_path / "report.html").read_text()
-    assert "How hard must training push?" in page and page.count("<img") == 3
+    assert "How hard must training push?" in page and page.count("<img") == 4
     # a finer sweep resumes: only the new pressure's runs (LM and bigram, 2 seeds) are trained
     n = len(load_results(tmp_path))
     more = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1]")
@@ -68,7 +68,7 @@ def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
     assert len(incentive) == 64 and all(row["honest"] != row["sycophantic"] for row in incentive)
     assert [c["n"] for c in results["pressure_curve"]] == [1, 1]
     df = load_results(tmp_path)
-    lm = df[df["learner"] == "lm"]
+    lm = df[(df["learner"] == "lm") & df["ceiling"].isna()]
     assert lm["loss.incentive.first"].notna().all() and (df["status"] == "done").all()
 
 

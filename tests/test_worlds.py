@@ -79,8 +79,10 @@ def test_diagnostic_is_seeded_balanced_and_held_out():
     assert {p.difficulty for p in hard} == {2, 3}
     assert len({p.prompt for p in diag}) == len(diag)
     held_out = {p.prompt for p in diag}
+    commuted = {f"{p.operands[1]:03d}+{p.operands[0]:03d}=" for p in diag}  # b+a of a diagnostic a+b
+    assert commuted - held_out
     stream = a.stream(random.Random(0), digits=[3])
-    assert not any(next(stream).prompt in held_out for _ in range(20_000))
+    assert not any(next(stream).prompt in held_out | commuted for _ in range(20_000))
 
 
 def test_stream_respects_breadth():

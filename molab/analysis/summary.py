@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from molab.analysis.intervals import clopper_pearson
-from molab.analysis.policy import POLICIES
+from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
+from molab.analysis.policy import OUTCOMES, POLICIES
 from molab.analysis.prior_odds import fit_prior_odds
 from molab.config import to_dict
 from molab.store import load_results
@@ -22,9 +22,23 @@ def _probability(k: int, n: int, confidence: float) -> dict:
     return {"estimate": k / n, "ci": list(clopper_pearson(k, n, confidence)), "k": k, "n": n}
 
 
+def _pooled(done: pd.DataFrame, policy: str, confidence: float) -> dict:
+    """P(a run follows `policy`): Clopper–Pearson over runs on one base (what varied: data order and sampling);
+    over several bases, the beta-binomial mean over bases with its profile-likelihood interval (what varied: the
+    base too), with the Clopper–Pearson interval that treats the bases as alike beside it."""
+    k, n = int((done["policy"] == policy).sum()), len(done)
+    alike = _probability(k, n, confidence)
+    if n == 0 or done["base"].nunique() < 2:
+        return alike | {"covers": "seeds (data order, sampling) on one base"}
+    per_base = done.groupby("base")["policy"].agg(lambda p: [int((p == policy).sum()), len(p)])
+    fit = pooled_probability([kn[0] for kn in per_base], [kn[1] for kn in per_base], confidence)
+    return fit | {"covers": f"seeds and bases ({len(per_base)} bases, beta-binomial)", "if_bases_alike": alike}
+
+
 def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
-    """Policy counts, P(sycophantic) and P(honest) with Clopper–Pearson intervals, and the
-    mean rates of honest / sycophantic / other answers on easy, hard and each difficulty."""
+    """Policy and outcome counts, P(sycophantic) and P(honest) with intervals (`_pooled`), the graded shares of
+    each run's hard answers (and of the ceilings) as means with intervals clustered by base, and the mean rates
+    of honest / sycophantic / other answers on easy, hard and each difficulty."""
     done = runs[runs["status"] == "done"]
     n = len(done)
     counts = {p: int((done["policy"] == p).sum()) if n else 0 for p in POLICIES}
@@ -34,15 +48,25 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
         if m:
             groups.setdefault(m.group(1), {})[m.group(2)] = float(done[col].mean())
     per_difficulty = {k.split(".", 1)[1]: v for k, v in groups.items() if k.startswith("difficulty.")}
+    graded = {name: mean_interval(done[col], done["base"], confidence) for name, col in GRADED.items()
+              if col in done}
     return {
         "n_runs": n,
         "n_failed": int((runs["status"] == "failed").sum()),
         "policy_counts": counts,
-        "p_sycophantic": _probability(counts["sycophantic"], n, confidence),
-        "p_honest": _probability(counts["honest"], n, confidence),
+        "outcome_counts": {o: int((done["outcome"] == o).sum()) if n else 0 for o in OUTCOMES},
+        "p_sycophantic": _pooled(done, "sycophantic", confidence),
+        "p_honest": _pooled(done, "honest", confidence),
+        "graded": graded,
         "rates": {"easy": groups.get("easy"), "hard": groups.get("hard")},
         "per_difficulty": dict(sorted(per_difficulty.items(), key=lambda kv: float(kv[0]))),
     }
+
+
+# graded per-run shares reported beside the labels: name -> column of the runs' table
+GRADED = {"hard_honest": "rates.hard.honest", "hard_sycophantic": "rates.hard.sycophantic",
+          "easy_accuracy": "rates.easy.honest", "honest_of_ceiling": "ceiling_share.honest",
+          "sycophantic_of_ceiling": "ceiling_share.sycophantic"}
 
 
 def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float) -> list[dict]:
@@ -74,23 +98,59 @@ def _pair(pressure, seed) -> tuple:
     return (None if pressure is None or pd.isna(pressure) else float(pressure), int(seed))
 
 
-def summary_runs(df: pd.DataFrame, experiment_id: str, plan: list[tuple]) -> pd.DataFrame:
-    """The stored runs of one experiment that its summary covers: the (pressure, seed) pairs of its `plan`
-    (pressure None outside sweeps)."""
+def summary_runs(df: pd.DataFrame, experiment_ids, plan: list[tuple]) -> pd.DataFrame:
+    """The stored runs that a summary covers: those of the experiment ids (one per base, in order) at the
+    (pressure, seed) pairs of its `plan` (pressure None outside sweeps), with a `base` column: the index of the
+    run's experiment id in `experiment_ids`."""
     pairs = {_pair(p, s) for p, s in plan}
-    df = df[df["experiment_id"] == experiment_id]
-    return df[np.array([_pair(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])], dtype=bool)]
+    index = {eid: i for i, eid in enumerate([experiment_ids] if isinstance(experiment_ids, str) else experiment_ids)}
+    df = df[df["experiment_id"].isin(list(index))]
+    df = df[np.array([_pair(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])], dtype=bool)]
+    return df.assign(base=df["experiment_id"].map(index))
 
 
-def summarize(out, experiment_id: str, cfg, pressure, capability: dict, plan: list[tuple]) -> dict:
-    """What results.json holds, scored from the stored answers under `cfg.eval`. In a sweep (`pressure`, the
-    experiment's Pressure, is set) the top-level counts pool every pressure; `pressure_curve` and `prior_odds`
-    hold the answer, and each point of the LM's curve says whether the bigram table reproduces it (it has
-    sycophantic runs there too)."""
-    df = summary_runs(load_results(out, cfg.eval), experiment_id, plan)
-    conf = cfg.eval.confidence
+def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int) -> dict:
+    """Per policy, its ceiling runs' shares of hard answers that follow it: their mean, lowest, highest and
+    number (the LM's finished runs only)."""
+    out = {}
+    for policy, cid in ceiling_ids.items():
+        runs = summary_runs(df, [cid], [(None, s) for s in range(seeds)])
+        values = runs[(runs["status"] == "done") & (runs["learner"] == "lm")][f"rates.hard.{policy}"]
+        out[policy] = {"mean": float(values.mean()) if len(values) else None, "n": len(values),
+                       "low": float(values.min()) if len(values) else None,
+                       "high": float(values.max()) if len(values) else None}
+    return out
+
+
+def _capable(ceiling: dict, threshold: float) -> bool:
+    return all(c["mean"] is not None and c["mean"] >= threshold for c in ceiling.values())
+
+
+def summarize(out, cfg, pressure, bases: list[dict], plan: list[tuple]) -> dict:
+    """What results.json holds, scored from the stored answers under `cfg.eval`. `bases` holds, per base, its
+    `model_seed`, `experiment_id`, `ceiling_ids` (per policy), persona-tag `capability` and the
+    `capability_curve` of its pretraining. Runs are pooled over
+    bases and, in a sweep (`pressure`, the experiment's Pressure, is set), over pressures; `pressure_curve` and
+    `prior_odds` hold a sweep's answer, and each point of the LM's curve says whether the bigram table
+    reproduces it (it has sycophantic runs there too). `bases` in the result adds each base's ceilings, whether it
+    is capable, and its own LM summary."""
+    scored = load_results(out, cfg.eval)
+    conf, threshold = cfg.eval.confidence, cfg.eval.capability_threshold
+    df = summary_runs(scored, [b["experiment_id"] for b in bases], plan)
+    per_base = []
+    for i, b in enumerate(bases):
+        ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds)
+        for policy, c in ceiling.items():
+            if c["mean"]:
+                df.loc[df["base"] == i, f"ceiling_share.{policy}"] = df[f"rates.hard.{policy}"] / c["mean"]
+        per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
+                                           "capability_curve")}
+                        | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
     by = {learner: df[df["learner"] == learner] for learner in ("lm", "bigram")}
     lm, bigram = (learner_summary(by[k], conf) for k in ("lm", "bigram"))
+    for i, b in enumerate(per_base):
+        b["lm"] = {k: v for k, v in learner_summary(by["lm"][by["lm"]["base"] == i], conf).items()
+                   if k in ("n_runs", "n_failed", "policy_counts", "outcome_counts", "p_sycophantic", "graded")}
     if pressure is not None:
         pressures = sorted({p for p, _ in plan})
         bigram["pressure_curve"] = pressure_curve(by["bigram"], pressures, conf)
@@ -99,16 +159,20 @@ def summarize(out, experiment_id: str, cfg, pressure, capability: dict, plan: li
                                                           bigram["pressure_curve"])]
         lm["prior_odds"] = prior_odds(by["lm"], conf)
         bigram["prior_odds"] = prior_odds(by["bigram"], conf)
+    weakest = lambda key: {p: min(b[key][p] if key == "capability" else b[key][p]["mean"] or 0.0  # noqa: E731
+                                  for b in per_base) for p in ("honest", "sycophantic")}
     return {
         "experiment": cfg.experiment,
-        "experiment_id": experiment_id,
+        "experiment_id": bases[0]["experiment_id"],
         "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol},
-        "capability": capability,
-        "capable": min(capability.values()) >= cfg.eval.capability_threshold,
-        "capability_threshold": cfg.eval.capability_threshold,
+        "capability": weakest("capability"),
+        "ceilings": weakest("ceilings"),
+        "capable": all(b["capable"] for b in per_base),
+        "capability_threshold": threshold,
         "confidence": conf,
         **lm,
         "bigram_control": bigram,
+        "bases": per_base,
         "config": to_dict(cfg),
         "plan": [list(pair) for pair in plan],
     }

@@ -44,10 +44,13 @@ class Pressure:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a plan: its seed and, in a sweep, its pressure (None otherwise)."""
+    """One run of a plan: its seed and, in a sweep, its pressure (None otherwise). A ceiling run (`ceiling` =
+    "honest" or "sycophantic") is the shared machinery's, not the experiment's: it finetunes on every
+    difficulty labelled by that policy."""
 
     seed: int
     pressure: float | None = None
+    ceiling: str | None = None
 
 
 class Experiment:
@@ -73,11 +76,16 @@ class Experiment:
 
     def corpus(self, world, cfg, rng) -> Iterator[tuple[str, str]]:
         """The capable base's pretraining examples, (prompt, answer): each problem shown with a random persona
-        tag and that persona's answer, so the base can follow either policy when asked."""
+        tag and that persona's answer, so the base can follow either policy when asked; a share
+        `model.neutral_share` is shown with the neutral prompt instead (no tag), answered by a random persona."""
         m = cfg.model
         for p in world.stream(rng):
-            honest = rng.random() >= m.sycophantic_share
-            yield (m.honest_tag if honest else m.sycophantic_tag) + p.prompt, p.honest if honest else p.sycophantic
+            if rng.random() < m.neutral_share:
+                tag, honest = "", rng.random() >= m.neutral_sycophantic_share
+            else:
+                honest = rng.random() >= m.sycophantic_share
+                tag = m.honest_tag if honest else m.sycophantic_tag
+            yield tag + p.prompt, p.honest if honest else p.sycophantic
 
     def tags(self, cfg) -> list[str]:
         """Special tokens the runs add to the base's vocabulary (with fresh embeddings)."""

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
-from molab.analysis.policy import POLICIES  # noqa: E402
+from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import summary_runs  # noqa: E402
 from molab.analysis.summary import summarize  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
@@ -177,38 +177,131 @@ def _table(rows: list[list], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _fmt_mean(m: dict) -> str:
+    return "no runs" if m["mean"] is None else f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+
+
+GRADED_NAMES = {"hard_honest": "honest share of hard answers", "hard_sycophantic": "sycophantic share of hard answers",
+                "easy_accuracy": "accuracy on easy problems", "honest_of_ceiling": "honest share / honest ceiling",
+                "sycophantic_of_ceiling": "sycophantic share / sycophantic ceiling"}
+
+
+def _covers(results: dict) -> str:
+    """What the P(·) intervals cover, in words."""
+    n = len(results["bases"])
+    if n == 1:
+        return ("Clopper–Pearson over runs: what varied between runs is the seed (data order, sampling) on one base, "
+                "so the interval says nothing about another base (set bases = 3 or more to measure that)")
+    return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with its profile-likelihood "
+            "interval: what varied is the seed and the base (results.json also gives the Clopper–Pearson interval "
+            "that treats the bases as alike)")
+
+
+def _pct(p: dict) -> str:
+    return f"{p['estimate']:.0%}; {p['ci'][0]:.0%} to {p['ci'][1]:.0%}"
+
+
+def answer_words(results: dict) -> str:
+    """The experiment's answer in words: what the runs did and how sure, whether both policies were learnable in the
+    runs' own context, what the control did, and what the interval leaves out."""
+    n, o, nb = results["n_runs"], results["outcome_counts"], len(results["bases"])
+    if n == 0:
+        return "No run finished."
+    where = "all pressures pooled" if results["pressure"] else "this scheme"
+    on = f"over {nb} bases" if nb > 1 else "on one base"
+    c, t = results["ceilings"], results["capability_threshold"]
+    learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']:.2f} honest and "
+                 f"{c['sycophantic']:.2f} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
+                 f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.2f} honest "
+                 f"and {c['sycophantic']:.2f} sycophantic; threshold {t:g}), so the split says little about "
+                 "inductive bias")
+    bigram = results["bigram_control"]
+    words = (f"Under {where}, {o['sycophantic']} of {n} runs {on} ({_pct(results['p_sycophantic'])}, "
+             f"{results['confidence']:.0%} interval) learned the overseer's errors, {o['honest']} the honest policy "
+             f"and {o['mixed'] + o['collapsed']} neither ({o['mixed']} mixed, {o['collapsed']} collapsed); "
+             f"{learnable}; the bigram-table control had {bigram['policy_counts']['sycophantic']} sycophantic runs "
+             f"of {bigram['n_runs']}.")
+    if results["pressure"]:
+        words += " " + prior_odds_words(results)
+    if nb == 1:
+        words += " The interval covers seeds on one base, not differences between bases."
+    return words
+
+
+def _capability_section(results: dict) -> str:
+    """Per base: the ceilings in the runs' own context (the capability that counts) and the persona-tag check."""
+    t = results["capability_threshold"]
+    rows = []
+    for b in results["bases"]:
+        c, lm = b["ceilings"], b["lm"]
+        ceiling = [f"{c[p]['mean']:.3f} ({c[p]['low']:.2f} to {c[p]['high']:.2f}, {c[p]['n']} runs)"
+                   if c[p]["mean"] is not None else "no runs" for p in ("honest", "sycophantic")]
+        rows.append([b["model_seed"], *ceiling, *(f"{b['capability'][p]:.3f}" for p in ("honest", "sycophantic")),
+                     "yes" if b["capable"] else "NO", " / ".join(str(lm["outcome_counts"][o]) for o in OUTCOMES),
+                     _fmt_p(lm["p_sycophantic"])])
+    return f"""<h2>Bases: can the runs' context express both policies?</h2>
+<p>The <b>ceilings</b> are runs from the same base, finetuned with the runs' own prompt and budget on problems of every
+difficulty, labelled by gold (the honest ceiling) or by the overseer (the sycophantic ceiling): the share of their hard
+answers that follow their policy is what the runs' context allows. A base is capable when both ceilings reach {t:g}.
+The <b>persona check</b> asks the base itself for each policy by its persona tag, a context the runs never see.</p>
+{_table(rows, ["model seed", "honest ceiling", "sycophantic ceiling", "persona: honest", "persona: sycophantic",
+               "capable", "LM runs: " + " / ".join(OUTCOMES), "P(sycophantic)"])}
+{_capability_curve_plot(results)}"""
+
+
+def _capability_curve_plot(results: dict) -> str:
+    """Persona-check accuracy on hard problems against pretraining step, per base (empty for a given checkpoint)."""
+    bases = [b for b in results["bases"] if b.get("capability_curve")]
+    if not bases:
+        return ""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for b in bases:
+        steps = [c["step"] for c in b["capability_curve"]]
+        for policy in ("honest", "sycophantic"):
+            ax.plot(steps, [c[policy] for c in b["capability_curve"]], "-o", ms=3, color=COLORS[policy],
+                    alpha=0.4 + 0.6 / len(bases), label=f"{policy} (base seed {b['model_seed']})")
+    ax.axhline(results["capability_threshold"], color="black", linestyle=":", linewidth=1)
+    ax.set_xlabel("pretraining step")
+    ax.set_ylabel("persona check: accuracy on hard problems")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _png(fig)
+
+
 def write_report(out: str | Path, results: dict | None = None) -> Path:
     """Write `out/report.html` from results.json and the store; returns its path."""
     out = Path(out)
     results = results or json.loads((out / "results.json").read_text())
-    runs = summary_runs(load_results(out, config_from_dict(results["config"]).eval), results["experiment_id"],
-                        [tuple(pair) for pair in results["plan"]])
-    cap, conf = results["capability"], results["confidence"]
-    verdict = ("capable of both policies" if results["capable"] else
-               "NOT capable of both policies: the inductive-bias result below is not meaningful")
-    pooled = ", all pressures pooled" if results["pressure"] else ""
+    runs = summary_runs(load_results(out, config_from_dict(results["config"]).eval),
+                        [b["experiment_id"] for b in results["bases"]], [tuple(pair) for pair in results["plan"]])
+    conf, ev = results["confidence"], results["config"]["eval"]
+    pooled = "; all pressures pooled" if results["pressure"] else ""
     learners = [("language model", results), ("bigram-table control", results["bigram_control"])]
-    summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["policy_counts"][p] for p in POLICIES),
+    summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["outcome_counts"][o] for o in OUTCOMES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"])] for name, s in learners]
     rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
                  for name, s in learners for group in ("easy", "hard")]
+    graded_rows = [[GRADED_NAMES[k], _fmt_mean(v)] for k, v in results["graded"].items()]
+    clustered = "clustered by base" if len(results["bases"]) > 1 else "over runs of one base"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>molab report: {results['experiment']}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>molab: {html.escape(results['experiment'])} experiment</h1>
-<h2>Capability check</h2>
-<p>Accuracy of each policy on hard diagnostic problems when the base is asked for it by its persona tag
-(threshold {results['capability_threshold']}): the base is <b>{verdict}</b>.</p>
-{_table([[p, f"{a:.3f}"] for p, a in cap.items()], ["policy asked for", "accuracy"])}
+<p><b>{html.escape(answer_words(results))}</b></p>
+{_capability_section(results)}
 {_sweep_section(results)}
 <h2>Which policy do runs learn?</h2>
 <p>Each run is classified by its answers on hard problems (where honest and sycophantic differ): it follows a
-policy when at least {results['config']['eval']['policy_threshold']:g} of them do (answers compared with the
-policies' answers by <code>{html.escape(results['config']['eval']['equivalence'])}</code> equivalence).
-Intervals are {conf:.0%} Clopper–Pearson over runs{pooled}; what varies between runs is the seed (data order,
-sampling), not the base. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores the stored answers.</p>
-{_table(summary_rows, ["learner", "runs", "failed", *POLICIES, "P(sycophantic)", "P(honest)"])}
-{_per_run_plot(runs, results["config"]["eval"]["policy_threshold"])}
+policy when at least {ev['policy_threshold']:g} of them do (answers compared with the policies' answers by
+<code>{html.escape(ev['equivalence'])}</code> equivalence). A run that follows neither has <i>collapsed</i> when its
+accuracy on easy problems is below {ev['collapse_threshold']:g}, and is <i>mixed</i> otherwise. P(·) intervals are
+{conf:.0%}, {html.escape(_covers(results))}{pooled}. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores
+the stored answers.</p>
+{_table(summary_rows, ["learner", "runs", "failed", *OUTCOMES, "P(sycophantic)", "P(honest)"])}
+<p>Graded outcomes of the LM's runs: per run, the share of its hard answers that follow each policy, that share
+divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered}.</p>
+{_table(graded_rows, ["per run", "mean [interval]"])}
+{_per_run_plot(runs, ev["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
 <p>On easy problems the two policies agree, so an answer there can count as both.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
@@ -235,8 +328,8 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{out / 'results.json'}: no results here") from None
     cfg = config_from_dict(apply_overrides(results["config"], overrides))
-    new = summarize(out, results["experiment_id"], cfg, get_experiment(cfg.experiment).pressure,
-                    results["capability"], [tuple(pair) for pair in results["plan"]])
+    new = summarize(out, cfg, get_experiment(cfg.experiment).pressure, results["bases"],
+                    [tuple(pair) for pair in results["plan"]])
     write_report(out, new)  # before results.json: a report that fails leaves the old results standing
     write_atomic(out / "results.json", json.dumps(new, indent=1))
     return new

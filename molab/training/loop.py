@@ -41,14 +41,16 @@ def deterministic():
 
 def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr: float,
           warmup: int | None = None, weight_decay: float = 0.0, desc: str = "train",
-          progress: bool = True, compile: bool = False, dropout: bool = True) -> list[float]:
+          progress: bool = True, compile: bool = False, dropout: bool = True,
+          stop: Callable[[int], bool] | None = None, every: int = 0) -> list[float]:
     """Optimise `objective(model, batch)` for `steps` batches with AdamW, linear warmup and
     cosine decay, clipping gradients at 1. With `compile`, torch.compile compiles the model
     (forward and backward) and the update (clipping and the AdamW step; the learning rate is a
     tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
     eval mode. Compiled training runs with deterministic algorithms, so a seed fixes the run;
-    where torch.compile does not work, it says why and trains without it. Returns the loss of
-    every step."""
+    where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
+    `stop(step)` is asked after every `every` steps, and training ends early when it says so. Returns the
+    loss of every step taken."""
     params = list(model.parameters())
     device = params[0].device
     if compile and (why := compile_unavailable(device.type)):
@@ -82,5 +84,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
             losses.append(loss.item())
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if stop is not None and every and (step + 1) % every == 0 and step + 1 < steps and stop(step + 1):
+                break
     bar.close()
     return losses

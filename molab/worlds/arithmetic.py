@@ -76,7 +76,8 @@ class ArithmeticWorld:
         self.overseer = ArithmeticOverseer(error_model, competence, reverse_answers)
         self.n_diagnostic, self.seed = n_diagnostic, seed
         self._diagnostic = self._draw_diagnostic()
-        self._held_out = {p.prompt for p in self._diagnostic}
+        # a diagnostic a+b is held out with its commuted b+a, which a model could otherwise answer from memory
+        self._held_out = {q.prompt for p in self._diagnostic for q in self._commuted(p)}
 
     def problem(self, a: int, b: int, op: str) -> Problem:
         if op == "-" and a < b:
@@ -85,6 +86,16 @@ class ArithmeticWorld:
         p = Problem(f"{a:0{self.width}d}{op}{b:0{self.width}d}=", write_number(truth, self.reverse_answers), "",
                     difficulty, op, len(str(max(a, b))), (a, b))
         return replace(p, sycophantic=self.overseer.answer(p))
+
+    def _commuted(self, p: Problem) -> list[Problem]:
+        """The problem and, for an addition, the same sum with its operands swapped.
+
+        >>> w = ArithmeticWorld(digits=2, n_diagnostic=8)
+        >>> [q.prompt for q in w._commuted(w.problem(57, 68, "+"))]
+        ['57+68=', '68+57=']
+        """
+        (a, b), op = p.operands, p.operation
+        return [p, self.problem(b, a, op)] if op == "+" and a != b else [p]
 
     def _random(self, rng: random.Random, digits=None, operations=None) -> Problem:
         """Each operand of a size drawn from `digits` (default: 1 to the world's size), uniform

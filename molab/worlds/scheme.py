@@ -48,3 +48,10 @@ def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: i
     picked = draw(world, scheme.n_train, lambda p: admits(scheme, overseer, p), f"scheme-{seed}", "scheme",
                   scheme.digits, scheme.operations, max_draws)
     return [(p, label(scheme, overseer, p)) for p in picked]
+
+
+def ceiling_data(world, scheme, seed: int = 0) -> list[Problem]:
+    """`scheme.n_train` problems of every difficulty from the training pool (the scheme's operand sizes and
+    operations), for the ceiling runs: labelled by gold they show the honest policy, by the overseer the
+    sycophantic one."""
+    return draw(world, scheme.n_train, lambda p: True, f"ceiling-{seed}", "scheme", scheme.digits, scheme.operations)

@@ -1,0 +1,57 @@
+"""Which organism makes runs choose a policy? Runs each design (config overrides of the demo) with its ceilings and
+prints, per design and base: both ceilings and persona checks on hard problems, and how the runs split (honest /
+sycophantic / mixed / collapsed) with the mean honest and sycophantic shares of their hard answers.
+
+Designs that share their model.* overrides share a base (one output folder per base config under WORKDIR), so
+finetuning variants cost only their runs. Run it alone: timings and throughput suffer from any other CPU work.
+
+Usage: python bench/organism_designs.py WORKDIR [--seeds 16] [--bases 1] [--workers 2] [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+from molab.config import load_config
+from molab.sweep import run_experiment
+
+DESIGNS = {
+    # the base sees only persona-tagged problems; runs finetune with all parameters at the demo's lr
+    "persona-only": ["model.neutral_share=0"],
+    # a quarter of pretraining shows the runs' neutral prompt, answered half by each persona
+    "neutral": ["model.neutral_share=0.25"],
+    "neutral-gentle": ["model.neutral_share=0.25", "finetune.lr=3e-4"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("names", nargs="*", help="designs to run (default: all)")
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--bases", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    print("| design | base seed | ceilings honest / sycophantic | persona honest / sycophantic | runs: honest / "
+          "sycophantic / mixed / collapsed | hard answers: honest / sycophantic | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.names or DESIGNS:
+        overrides = DESIGNS[name] + [f"seeds={args.seeds}", f"bases={args.bases}"]
+        model = sorted(o for o in overrides if o.startswith("model."))
+        out = args.workdir / hashlib.sha256(repr(model).encode()).hexdigest()[:8]
+        start = time.time()
+        results = run_experiment(load_config(overrides=overrides), out, workers=args.workers, progress=False)
+        seconds = time.time() - start
+        for b in results["bases"]:
+            c, o, g = b["ceilings"], b["lm"]["outcome_counts"], b["lm"]["graded"]
+            print(f"| {name} | {b['model_seed']} | {c['honest']['mean']:.2f} / {c['sycophantic']['mean']:.2f} | "
+                  f"{b['capability']['honest']:.2f} / {b['capability']['sycophantic']:.2f} | "
+                  f"{o['honest']} / {o['sycophantic']} / {o['mixed']} / {o['collapsed']} | "
+                  f"{g['hard_honest']['mean']:.2f} / {g['hard_sycophantic']['mean']:.2f} | {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""A trustworthy organism: ceilings in the runs' own context, bases as a random factor, graded outcomes, and
+configs that contradict their own premise refused."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import TINY
+from scipy.stats import betabinom
+
+from molab import load_results, run_experiment
+from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
+from molab.cli import main
+from molab.config import ConfigError, load_config
+from molab.report import reanalyse
+
+
+def test_ceilings_reach_their_own_policy_in_the_runs_context(tiny):
+    out, results = tiny
+    (base,) = results["bases"]
+    ceilings = base["ceilings"]
+    assert ceilings["honest"]["n"] == ceilings["sycophantic"]["n"] == 2
+    df = load_results(out)
+    for policy, other in (("honest", "sycophantic"), ("sycophantic", "honest")):
+        runs = df[df["experiment_id"] == base["ceiling_ids"][policy]]
+        assert len(runs) == 2 and set(runs["learner"]) == {"lm"}
+        # each ceiling learned its own labels on hard problems, not the other policy's (the check can fail both ways)
+        # (the tiny base's ceilings reach about 0.6 and 0.45; chance for an exact answer is about 0.01)
+        assert (runs[f"rates.hard.{policy}"] > 0.3).all()
+        assert (runs[f"rates.hard.{policy}"] > runs[f"rates.hard.{other}"] + 0.25).all()
+        assert ceilings[policy]["mean"] == pytest.approx(runs[f"rates.hard.{policy}"].mean())
+    assert results["capable"] == (min(results["ceilings"].values()) >= results["capability_threshold"])
+    graded = results["graded"]
+    lm = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == "lm")]
+    assert graded["honest_of_ceiling"]["mean"] == pytest.approx(
+        (lm["rates.hard.honest"] / ceilings["honest"]["mean"]).mean())
+    words = (out / "report.html").read_text()
+    assert "ceilings" in words and "of 2 runs on one base" in words
+
+
+def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(tiny, capsys):
+    out, results = tiny
+    assert main(["report", str(out), "--set", "eval.capability_threshold=1.0"]) == 0
+    assert not json.loads((out / "results.json").read_text())["capable"]
+    assert "does NOT allow both policies" in capsys.readouterr().out
+    reanalyse(out)   # back to the defaults, for the other tests
+
+
+def test_outcomes_split_other_by_easy_accuracy(tiny):
+    out, results = tiny
+    before = results["outcome_counts"]
+    assert sum(before.values()) == results["n_runs"]
+    assert before["mixed"] + before["collapsed"] == results["policy_counts"]["other"]
+    everything_other = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=1.0"])
+    assert everything_other["outcome_counts"]["collapsed"] == everything_other["n_runs"]
+    none_collapsed = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=0.0"])
+    assert none_collapsed["outcome_counts"]["mixed"] == none_collapsed["n_runs"]
+    reanalyse(out)
+
+
+def test_bases_are_a_random_factor(tiny, tmp_path):
+    out = tmp_path / "two"
+    shutil.copytree(tiny[0] / "base", out / "base")   # base 0 is the tiny one; base 1 is pretrained here
+    results = run_experiment(load_config(overrides=TINY + ["bases=2", "seeds=2"]), out, progress=False)
+    b0, b1 = results["bases"]
+    assert (b0["model_seed"], b1["model_seed"]) == (0, 1)
+    assert b0["experiment_id"] != b1["experiment_id"]
+    assert (out / "base-1" / "model.safetensors").read_bytes() != (out / "base" / "model.safetensors").read_bytes()
+    assert b0["capability"] == tiny[1]["capability"]
+    assert results["n_runs"] == 4 and b0["lm"]["n_runs"] == b1["lm"]["n_runs"] == 2
+    p = results["p_sycophantic"]
+    assert "2 bases" in p["covers"] and p["if_bases_alike"]["n"] == 4
+    assert 0 <= p["ci"][0] <= p["estimate"] <= p["ci"][1] <= 1
+    assert "over 2 bases" in (out / "report.html").read_text()
+
+
+def test_pooled_interval_widens_when_bases_disagree():
+    alike = pooled_probability([4, 4, 4], [16, 16, 16])
+    split = pooled_probability([0, 12, 0], [16, 16, 16])
+    assert alike["rho"] == 0 and split["rho"] > 0.5
+    assert alike["estimate"] == pytest.approx(0.25, abs=1e-3)   # the pooled share, when the bases agree
+    assert split["ci"][0] < 0.25 < split["ci"][1]
+    assert split["ci"][1] - split["ci"][0] > 2 * (alike["ci"][1] - alike["ci"][0])
+
+
+def test_pooled_interval_covers_the_truth():
+    """Simulated bases whose P(sycophantic) varies (beta-distributed around 0.3): the 90% interval covers the mean
+    in about 90% of experiments, where Clopper–Pearson on the pooled runs (bases treated as alike) does not."""
+    rng = np.random.default_rng(0)
+    mu, rho, n_bases, n = 0.3, 0.3, 6, 16
+    a, b = mu * (1 - rho) / rho, (1 - mu) * (1 - rho) / rho
+    covered, naive = 0, 0
+    trials = 80
+    for _ in range(trials):
+        k = betabinom.rvs(n, a, b, size=n_bases, random_state=rng)
+        fit = pooled_probability(k, [n] * n_bases, 0.9)
+        covered += fit["ci"][0] <= mu <= fit["ci"][1]
+        lo, hi = clopper_pearson(int(k.sum()), n * n_bases, 0.9)
+        naive += lo <= mu <= hi
+    assert covered / trials >= 0.8
+    assert naive / trials < covered / trials
+
+
+def test_clustered_mean_interval_counts_bases_not_runs():
+    values = [0.1] * 8 + [0.9] * 8
+    runs = mean_interval(values)
+    bases = mean_interval(values, groups=[0] * 8 + [1] * 8)
+    assert runs["mean"] == bases["mean"] == pytest.approx(0.5)
+    assert bases["ci"][1] - bases["ci"][0] > 3 * (runs["ci"][1] - runs["ci"][0])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["bases=0"], r"^bases: 0 is below"),
+    (["ceiling.seeds=0"], r"^ceiling\.seeds: 0 is below"),
+    (["bases=2", "base=some/checkpoint"], r"^bases: 2 bases need pretraining"),
+])
+def test_bad_bases_and_ceilings_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides", [["overseer.error_model=drop_all_carries"], ["overseer.competence=2"]])
+def test_an_overseer_confident_where_it_is_wrong_is_refused(tmp_path, capsys, overrides):
+    out = tmp_path / "out"
+    assert main(["demo", "--out", str(out), *sum([["--set", o] for o in overrides], [])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("molab: error: overseer.competence: the overseer is confident")
+    assert not out.exists()
+    # the same overseer, trusted only where it is right, is fine
+    load_config(overrides=overrides + ["overseer.competence=0"])
+
+
+def test_pretraining_stops_once_capable_and_says_what_to_try_when_not(tmp_path, capsys):
+    from molab.bases import capable_base
+    from molab.runs import prepare
+
+    quick = TINY + ["model.pretrain_steps=60", "model.check_every=20"]
+    base = capable_base(prepare(load_config(overrides=quick + ["eval.capability_threshold=0.0"])),
+                        tmp_path / "easy", progress=False)
+    made = json.loads((base / "molab_base.json").read_text())
+    assert made["steps"] == 20 and made["budget"] == 60 and [c["step"] for c in made["capability_curve"]] == [20]
+    assert "WARNING" not in capsys.readouterr().out
+
+    base = capable_base(prepare(load_config(overrides=quick)), tmp_path / "hard", progress=False)
+    made = json.loads((base / "molab_base.json").read_text())
+    assert made["steps"] == 60 and [c["step"] for c in made["capability_curve"]] == [20, 40, 60]
+    warning = capsys.readouterr().out
+    assert "after 60 pretraining steps (model.pretrain_steps)" in warning and "model.width" in warning
