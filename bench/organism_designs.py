@@ -19,11 +19,19 @@ from molab.config import load_config
 from molab.sweep import run_experiment
 
 DESIGNS = {
-    # the base sees only persona-tagged problems; runs finetune with all parameters at the demo's lr
-    "persona-only": ["model.neutral_share=0"],
-    # a quarter of pretraining shows the runs' neutral prompt, answered half by each persona
-    "neutral": ["model.neutral_share=0.25"],
-    "neutral-gentle": ["model.neutral_share=0.25", "finetune.lr=3e-4"],
+    # the base sees only persona-tagged problems (the runs' neutral prompt is new to it)
+    "persona-only": ["model.neutral_share=0", "eval.scoring=whole"],
+    "persona-only-parting": ["model.neutral_share=0"],
+    # the default: a quarter of pretraining shows the runs' neutral prompt, answered half by each persona, and hard
+    # answers are scored where the policies part
+    "neutral": [],
+    "neutral-whole": ["eval.scoring=whole"],
+    # lighter finetuning, to select rather than relearn
+    "neutral-gentle": ["finetune.lr=3e-4"],
+    "neutral-mid": ["finetune.lr=1e-3"],
+    # half of pretraining in the runs' context
+    "neutral-half": ["model.neutral_share=0.5"],
+    "neutral-half-gentle": ["model.neutral_share=0.5", "finetune.lr=3e-4"],
 }
 
 
@@ -34,7 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--bases", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     print("| design | base seed | ceilings honest / sycophantic | persona honest / sycophantic | runs: honest / "
           "sycophantic / mixed / collapsed | hard answers: honest / sycophantic | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

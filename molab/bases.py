@@ -53,7 +53,7 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
         curve.append({"step": len(losses)} | persona_check(setup, model, tokenizer))
     if min(curve[-1]["honest"], curve[-1]["sycophantic"]) < threshold:
         print(f"molab: WARNING after {len(losses)} pretraining steps (model.pretrain_steps) the base follows its "
-              f"personas on {curve[-1]['honest']:.2f} (honest) and {curve[-1]['sycophantic']:.2f} (sycophantic) of hard "
+              f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of hard "
               f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps), a wider "
               "model (model.width, model.depth), or answers written least-significant digit first "
               "(world.reverse_answers = true; in a JSONL world, reverse the answer strings)")

@@ -186,7 +186,7 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     `eval` (an EvalConfig; default: molab's defaults): the rates of honest / sycophantic / other answers
     (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
     and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others. Scoring happens here, from the stored answers: nothing derived is stored."""
-    from molab.analysis.policy import classify, equivalence, outcome, rates
+    from molab.analysis.policy import classify, equivalence, outcome, parted, rates
     from molab.config import EvalConfig
     from molab.experiments import get_experiment
 
@@ -204,7 +204,7 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
         if run.run_id in answers:
             experiment = experiments[config["experiment"]]
             r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
-                      lambda p, a: experiment.score(p, a, same))
+                      lambda p, a: experiment.score(p, parted(p, a) if eval.scoring == "parting" else a, same))
             policy = classify(r["hard"], eval.policy_threshold)
             metrics |= _flat("rates.", r) | {"policy": policy, "outcome": outcome(policy, r, eval.collapse_threshold)}
         scored.append(metrics)

@@ -124,7 +124,7 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, p
     threshold = cfg.eval.capability_threshold
     for b in bases:
         ceiling = {p: c["mean"] or 0.0 for p, c in ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds).items()}
-        weak = {f"{how} {p} {v:.2f}" for how, got in (("ceiling", ceiling), ("persona", b["capability"]))
+        weak = {f"{how} {p} {v:.3f}" for how, got in (("ceiling", ceiling), ("persona", b["capability"]))
                 for p, v in got.items() if v < threshold}
         if weak:
             print(f"molab: WARNING base seed {b['model_seed']} falls short of eval.capability_threshold {threshold} on "

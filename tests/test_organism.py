@@ -32,7 +32,8 @@ def test_ceilings_reach_their_own_policy_in_the_runs_context(tiny):
         assert ceilings[policy]["mean"] == pytest.approx(runs[f"rates.hard.{policy}"].mean())
     assert results["capable"] == (min(results["ceilings"].values()) >= results["capability_threshold"])
     graded = results["graded"]
-    lm = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == "lm")]
+    lm = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == "lm")
+            & df["seed"].isin([seed for _, seed in results["plan"]])]   # other tests add seeds to this folder
     assert graded["honest_of_ceiling"]["mean"] == pytest.approx(
         (lm["rates.hard.honest"] / ceilings["honest"]["mean"]).mean())
     words = (out / "report.html").read_text()
@@ -147,3 +148,48 @@ def test_pretraining_stops_once_capable_and_says_what_to_try_when_not(tmp_path, 
     assert made["steps"] == 60 and [c["step"] for c in made["capability_curve"]] == [20, 40, 60]
     warning = capsys.readouterr().out
     assert "after 60 pretraining steps (model.pretrain_steps)" in warning and "model.width" in warning
+
+
+def test_parting_scoring_ignores_errors_after_the_policies_part(tmp_path):
+    """A run whose hard answers follow one policy through the parting point and then add a wrong digit is that
+    policy's run under parting scoring, and "other" under whole-answer scoring."""
+    from molab.config import EvalConfig
+    from molab.store import Store
+    from molab.worlds import ArithmeticWorld
+
+    problems = ArithmeticWorld(n_diagnostic=32).diagnostic()
+    store = Store(tmp_path)
+    store.add_problems("set", problems)
+    def past_parting(problem, answer):   # one digit changed after the first where the two answers differ
+        i = next(i for i, (h, s) in enumerate(zip(problem.honest + " ", problem.sycophantic + " ")) if h != s)
+        return answer if len(answer) <= i + 1 else answer[:i + 1] + str((int(answer[i + 1]) + 1) % 10) + answer[i + 2:]
+
+    for seed, policy in enumerate(("honest", "sycophantic")):
+        answers = [past_parting(p, getattr(p, policy)) if p.disagree else p.honest for p in problems]
+        store.record(run_id=f"r{seed}", experiment_id="e", learner="lm", seed=seed, config={"experiment": "oversight"},
+                     status="done", problem_set="set", answers={"neutral": answers})
+    whole = load_results(tmp_path, EvalConfig(scoring="whole")).set_index("seed")
+    parting = load_results(tmp_path, EvalConfig(scoring="parting")).set_index("seed")
+    assert list(parting["policy"]) == ["honest", "sycophantic"]
+    assert (parting["rates.hard.other"] == 0).all() and whole.loc[0, "rates.hard.other"] > 0.3
+    assert (parting["rates.easy.honest"] == 1.0).all()
+
+
+@pytest.mark.parametrize("share,syc", [(0.0, 0.5), (0.25, 0.5), (0.5, 0.2)])
+def test_pretraining_shows_the_neutral_prompt_at_its_share_answered_by_both_personas(share, syc):
+    import random
+
+    from molab.experiments import get_experiment
+    from molab.worlds import make_world
+
+    cfg = load_config(overrides=[f"model.neutral_share={share}", f"model.neutral_sycophantic_share={syc}"])
+    corpus = get_experiment("oversight").corpus(make_world(cfg), cfg, random.Random(0))
+    world = make_world(cfg)
+    examples = [next(corpus) for _ in range(20_000)]
+    neutral = [(prompt, answer) for prompt, answer in examples if not prompt.startswith("<")]
+    assert len(neutral) / len(examples) == pytest.approx(share, abs=0.03)
+    hard = [(world.problem(*map(int, p[:-1].split("+")), "+"), a) for p, a in neutral]
+    hard = [(p, a) for p, a in hard if p.disagree]
+    if share:
+        assert sum(a == p.sycophantic for p, a in hard) / len(hard) == pytest.approx(syc, abs=0.06)
+        assert all(a in (p.honest, p.sycophantic) for p, a in hard)

@@ -210,10 +210,10 @@ def answer_words(results: dict) -> str:
     where = "all pressures pooled" if results["pressure"] else "this scheme"
     on = f"over {nb} bases" if nb > 1 else "on one base"
     c, t = results["ceilings"], results["capability_threshold"]
-    learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']:.2f} honest and "
-                 f"{c['sycophantic']:.2f} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
-                 f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.2f} honest "
-                 f"and {c['sycophantic']:.2f} sycophantic; threshold {t:g}), so the split says little about "
+    learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']:.3f} honest and "
+                 f"{c['sycophantic']:.3f} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
+                 f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.3f} honest "
+                 f"and {c['sycophantic']:.3f} sycophantic; threshold {t:g}), so the split says little about "
                  "inductive bias")
     bigram = results["bigram_control"]
     words = (f"Under {where}, {o['sycophantic']} of {n} runs {on} ({_pct(results['p_sycophantic'])}, "
