@@ -16,8 +16,21 @@ from molab.config import ConfigError, load_config
 from molab.report import reanalyse
 
 
-def test_ceilings_reach_their_own_policy_in_the_runs_context(tiny):
-    out, results = tiny
+@pytest.fixture
+def own_tiny(tiny, tmp_path):
+    """A copy of the tiny experiment's folder with its own results.json and report (other tests rewrite the
+    shared one)."""
+    from molab.report import write_report
+
+    out, results = tmp_path / "tiny", tiny[1]
+    shutil.copytree(tiny[0], out)
+    (out / "results.json").write_text(json.dumps(results))
+    write_report(out, results)
+    return out, results
+
+
+def test_ceilings_reach_their_own_policy_in_the_runs_context(own_tiny):
+    out, results = own_tiny
     (base,) = results["bases"]
     ceilings = base["ceilings"]
     assert ceilings["honest"]["n"] == ceilings["sycophantic"]["n"] == 2
@@ -40,16 +53,15 @@ def test_ceilings_reach_their_own_policy_in_the_runs_context(tiny):
     assert "ceilings" in words and "of 2 runs on one base" in words
 
 
-def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(tiny, capsys):
-    out, results = tiny
+def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(own_tiny, capsys):
+    out, results = own_tiny
     assert main(["report", str(out), "--set", "eval.capability_threshold=1.0"]) == 0
     assert not json.loads((out / "results.json").read_text())["capable"]
     assert "does NOT allow both policies" in capsys.readouterr().out
-    reanalyse(out)   # back to the defaults, for the other tests
 
 
-def test_outcomes_split_other_by_easy_accuracy(tiny):
-    out, results = tiny
+def test_outcomes_split_other_by_easy_accuracy(own_tiny):
+    out, results = own_tiny
     before = results["outcome_counts"]
     assert sum(before.values()) == results["n_runs"]
     assert before["mixed"] + before["collapsed"] == results["policy_counts"]["other"]
@@ -57,7 +69,6 @@ def test_outcomes_split_other_by_easy_accuracy(tiny):
     assert everything_other["outcome_counts"]["collapsed"] == everything_other["n_runs"]
     none_collapsed = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=0.0"])
     assert none_collapsed["outcome_counts"]["mixed"] == none_collapsed["n_runs"]
-    reanalyse(out)
 
 
 def test_bases_are_a_random_factor(tiny, tmp_path):
@@ -193,3 +204,25 @@ def test_pretraining_shows_the_neutral_prompt_at_its_share_answered_by_both_pers
     if share:
         assert sum(a == p.sycophantic for p, a in hard) / len(hard) == pytest.approx(syc, abs=0.06)
         assert all(a in (p.honest, p.sycophantic) for p, a in hard)
+
+
+def test_graded_fit_recovers_the_share_of_sycophantic_answers():
+    """Runs whose hard answers are sycophantic with log odds -2 + 1.5·pressure, each run off by its own random
+    amount: the GLM clustered by run covers the truth, and refuses a sweep with no sycophantic answer."""
+    import pandas as pd
+    from scipy.special import expit
+
+    from molab.analysis.summary import graded_fit
+
+    rng = np.random.default_rng(1)
+    pressure = np.repeat([0.0, 1.0, 2.0, 3.0], 12)
+    share = rng.binomial(128, expit(-2 + 1.5 * pressure + rng.normal(0, 0.5, len(pressure)))) / 128
+    runs = pd.DataFrame({"status": "done", "pressure": pressure, "rates.hard.sycophantic": share,
+                         "rates.hard.n": 128})
+    fit = graded_fit(runs, 0.95)
+    # the GLM estimates the population-averaged curve: the run-level one shrunk by about 1/sqrt(1 + 0.346·0.5²)
+    # (Zeger, Liang and Albert 1988)
+    shrink = (1 + 0.346 * 0.5 ** 2) ** -0.5
+    assert fit["log_odds_at_zero_ci"][0] < -2 * shrink < fit["log_odds_at_zero_ci"][1]
+    assert fit["slope_ci"][0] < 1.5 * shrink < fit["slope_ci"][1] and fit["n_answers"] == 128 * 48
+    assert "refused" in graded_fit(runs.assign(**{"rates.hard.sycophantic": 0.0}), 0.95)

@@ -34,6 +34,8 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
         assert point["bigram_reproduces"] == (point["k"] > 0 and control["k"] > 0)
     rate = hard_sycophantic(tmp_path)
     assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
+    graded = results["graded_fit"]   # the same, read from every answer: the sycophantic share rises with ρ
+    assert graded["slope_ci"][0] > 0 and graded["share_at_zero"] < rate[1.0]
     page = (tmp_path / "report.html").read_text()
     assert "How hard must training push?" in page and page.count("<img") == 4
     # a finer sweep resumes: only the new pressure's runs (LM and bigram, 2 seeds) are trained

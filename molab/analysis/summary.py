@@ -8,6 +8,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
+from scipy.special import expit
 
 from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
 from molab.analysis.policy import OUTCOMES, POLICIES
@@ -94,6 +96,28 @@ def prior_odds(runs: pd.DataFrame, confidence: float) -> dict:
             for k, v in dataclasses.asdict(fit).items()}
 
 
+def graded_fit(runs: pd.DataFrame, confidence: float) -> dict:
+    """The graded reading of a sweep: the share of hard answers that are sycophantic against pressure, a binomial
+    GLM (logit link) on every hard answer of every finished run, with covariance clustered by run (each run one
+    cluster: its answers are not independent). Returns the fitted log odds of a sycophantic answer at zero pressure
+    (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, and the `share_at_zero`; or
+    {"refused": reason}."""
+    done = runs[runs["status"] == "done"]
+    n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
+    if len(done) < 3 or done["pressure"].nunique() < 2:
+        return {"refused": "a graded fit needs finished runs at two pressures at least"}
+    k = np.round(done["rates.hard.sycophantic"].to_numpy(float) * n)
+    if k.sum() in (0, n.sum()):
+        return {"refused": "every hard answer is sycophantic, or none is"}
+    x = sm.add_constant(done["pressure"].to_numpy(float))
+    fit = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit(cov_type="HC0")
+    (a, b), ((a_lo, a_hi), (b_lo, b_hi)) = fit.params, fit.conf_int(1 - confidence)
+    return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
+            "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),
+            "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "n_runs": len(done),
+            "n_answers": int(n.sum())}
+
+
 def _pair(pressure, seed) -> tuple:
     return (None if pressure is None or pd.isna(pressure) else float(pressure), int(seed))
 
@@ -158,6 +182,7 @@ def summarize(out, cfg, pressure, bases: list[dict], plan: list[tuple]) -> dict:
                                 for point, control in zip(pressure_curve(by["lm"], pressures, conf),
                                                           bigram["pressure_curve"])]
         lm["prior_odds"] = prior_odds(by["lm"], conf)
+        lm["graded_fit"] = graded_fit(by["lm"], conf)
         bigram["prior_odds"] = prior_odds(by["bigram"], conf)
     weakest = lambda key: {p: min(b[key][p] if key == "capability" else b[key][p]["mean"] or 0.0  # noqa: E731
                                   for b in per_base) for p in ("honest", "sycophantic")}

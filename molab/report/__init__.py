@@ -91,6 +91,11 @@ def _pressure_plot(results: dict) -> str:
             flagged = [c for c in pts if c.get("bigram_reproduces")]
             ax.plot([c["pressure"] for c in flagged], [c["p"] for c in flagged], "o", ms=14, mfc="none",
                     color="black", label="reproduced by the bigram table" if flagged else None)
+    graded = results["graded_fit"]
+    if "refused" not in graded:
+        grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
+        ax.plot(grid, expit(graded["log_odds_at_zero"] + graded["slope"] * grid), "--", color=COLORS["sycophantic"],
+                label="share of hard answers sycophantic (GLM, LM)")
     fit = results["prior_odds"]
     if "refused" not in fit:
         grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
@@ -154,8 +159,17 @@ def _sweep_section(results: dict) -> str:
                "training data spoonfeed the behaviour, and the result says nothing about the inductive biases of "
                "language models.</p>" if flagged else
                "<p>The bigram table reproduces none of the LM's sycophantic runs.</p>")
+    graded = results["graded_fit"]
+    graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
+                    f"Graded reading: at {symbol} = 0 a fitted {graded['share_at_zero']:.1%} of hard answers are "
+                    f"sycophantic ({results['confidence']:.0%} interval {graded['share_at_zero_ci'][0]:.1%} to "
+                    f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a sycophantic answer change by "
+                    f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
+                    f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
+                    f"{graded['n_runs']} runs, clustered by run (the dashed curve).")
     return f"""<h2>How hard must training push?</h2>
 <p><b>{html.escape(prior_odds_words(results))}</b></p>
+<p>{html.escape(graded_words)}</p>
 <p>Each point is P(sycophantic run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
 interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's runs, with profile-likelihood
 intervals. A ring marks a pressure where the bigram-table control has sycophantic runs too.</p>
