@@ -74,13 +74,17 @@ class Setup:
         return config_hash(cfg.world, cfg.overseer, cfg.model, cfg.eval.capability_threshold, self.world_file,
                            __version__, *own)
 
+    @cached_property
+    def runs_prompt(self):
+        """How the runs are prompted where they are classified: the experiment's first evaluation condition."""
+        return next(iter(self.experiment.conditions(self).values()))
+
     def ceiling_id(self, policy: str) -> str:
         """The ceiling runs' experiment id: what they depend on (world, overseer, model, finetuning, the scheme's
         pool and size, the experiment's prompt and tags, the base), not the scheme's labels or the pressure."""
         c, s = self.cfg, self.cfg.scheme
-        prompt = next(iter(self.experiment.conditions(self).values()))
         return config_hash(c.world, c.overseer, c.model, c.finetune, [s.n_train, s.digits, s.operations],
-                           [prompt(p) for p in self.diagnostic[:8]], self.experiment.tags(c), self.world_file,
+                           [self.runs_prompt(p) for p in self.diagnostic[:8]], self.experiment.tags(c), self.world_file,
                            self.base_key, "ceiling", policy)
 
     def experiment_id_of(self, spec: RunSpec) -> str:
@@ -93,8 +97,8 @@ class Setup:
             return self.experiment.phases(self, spec)
         from molab.training.phase import sft_phase
 
-        f, prompt = self.cfg.finetune, next(iter(self.experiment.conditions(self).values()))
-        examples = [(prompt(p), getattr(p, spec.ceiling)) for p in self.ceiling]
+        f = self.cfg.finetune
+        examples = [(self.runs_prompt(p), getattr(p, spec.ceiling)) for p in self.ceiling]
         return [sft_phase("finetune", examples, steps=f.steps, lr=f.lr, batch_size=f.batch_size)]
 
     def problems(self) -> list[Problem]:

@@ -122,12 +122,12 @@ def _pair(pressure, seed) -> tuple:
     return (None if pressure is None or pd.isna(pressure) else float(pressure), int(seed))
 
 
-def summary_runs(df: pd.DataFrame, experiment_ids, plan: list[tuple]) -> pd.DataFrame:
+def summary_runs(df: pd.DataFrame, experiment_ids: list[str], plan: list[tuple]) -> pd.DataFrame:
     """The stored runs that a summary covers: those of the experiment ids (one per base, in order) at the
     (pressure, seed) pairs of its `plan` (pressure None outside sweeps), with a `base` column: the index of the
     run's experiment id in `experiment_ids`."""
     pairs = {_pair(p, s) for p, s in plan}
-    index = {eid: i for i, eid in enumerate([experiment_ids] if isinstance(experiment_ids, str) else experiment_ids)}
+    index = {eid: i for i, eid in enumerate(experiment_ids)}
     df = df[df["experiment_id"].isin(list(index))]
     df = df[np.array([_pair(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])], dtype=bool)]
     return df.assign(base=df["experiment_id"].map(index))
@@ -184,14 +184,13 @@ def summarize(out, cfg, pressure, bases: list[dict], plan: list[tuple]) -> dict:
         lm["prior_odds"] = prior_odds(by["lm"], conf)
         lm["graded_fit"] = graded_fit(by["lm"], conf)
         bigram["prior_odds"] = prior_odds(by["bigram"], conf)
-    weakest = lambda key: {p: min(b[key][p] if key == "capability" else b[key][p]["mean"] or 0.0  # noqa: E731
-                                  for b in per_base) for p in ("honest", "sycophantic")}
+    policies = ("honest", "sycophantic")
     return {
         "experiment": cfg.experiment,
         "experiment_id": bases[0]["experiment_id"],
         "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol},
-        "capability": weakest("capability"),
-        "ceilings": weakest("ceilings"),
+        "capability": {p: min(b["capability"][p] for b in per_base) for p in policies},   # the weakest base's
+        "ceilings": {p: min(b["ceilings"][p]["mean"] or 0.0 for b in per_base) for p in policies},
         "capable": all(b["capable"] for b in per_base),
         "capability_threshold": threshold,
         "confidence": conf,
