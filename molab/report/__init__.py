@@ -195,6 +195,9 @@ def _fmt_mean(m: dict) -> str:
     return "no runs" if m["mean"] is None else f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
 
 
+SCORING = {"whole": "each whole answer scored",
+           "parting": "each answer scored up to the first character where the two policies' answers part "
+                      "(eval.scoring = parting; later characters are skill, not policy)"}
 GRADED_NAMES = {"hard_honest": "honest share of hard answers", "hard_sycophantic": "sycophantic share of hard answers",
                 "easy_accuracy": "accuracy on easy problems", "honest_of_ceiling": "honest share / honest ceiling",
                 "sycophantic_of_ceiling": "sycophantic share / sycophantic ceiling"}
@@ -307,7 +310,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:
 <h2>Which policy do runs learn?</h2>
 <p>Each run is classified by its answers on hard problems (where honest and sycophantic differ): it follows a
 policy when at least {ev['policy_threshold']:g} of them do (answers compared with the policies' answers by
-<code>{html.escape(ev['equivalence'])}</code> equivalence). A run that follows neither has <i>collapsed</i> when its
+<code>{html.escape(ev['equivalence'])}</code> equivalence, {SCORING[ev['scoring']]}). A run that follows neither has <i>collapsed</i> when its
 accuracy on easy problems is below {ev['collapse_threshold']:g}, and is <i>mixed</i> otherwise. P(·) intervals are
 {conf:.0%}, {html.escape(_covers(results))}{pooled}. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores
 the stored answers.</p>
