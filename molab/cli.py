@@ -42,7 +42,7 @@ def _print_summary(results: dict) -> None:
     from molab.report import answer_words
 
     for c in results.get("pressure_curve", []):
-        flag = "  (reproduced by the bigram table)" if c["bigram_reproduces"] else ""
+        flag = f"  (reproduced by {', '.join(c['reproduced_by'])})" if c["reproduced_by"] else ""
         ci = "" if c["ci"] is None else f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
         print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} sycophantic runs{ci}{flag}")
     print(f"molab: {answer_words(results)}")

@@ -157,6 +157,10 @@ class ExperimentConfig:
     keep: str = param("none", "what a run keeps besides its answers: none, or final (its final weights, in "
                       "weights/RUN_ID of the output folder); runs already recorded are not redone",
                       choices=("none", "final"))
+    controls: tuple[str, ...] = param(("bigram", "policy_choice"), "simple-learner controls that meet the same data and "
+                                      "pressure as the LM: bigram (the bigram table on the same tokens), policy_choice "
+                                      "(naive Bayes choosing a policy per problem from shallow prompt features)",
+                                      item_choices=("bigram", "policy_choice"))
     world: WorldConfig = field(default_factory=WorldConfig)
     overseer: OverseerConfig = field(default_factory=OverseerConfig)
     scheme: SchemeConfig = field(default_factory=SchemeConfig)
@@ -171,7 +175,7 @@ class ExperimentConfig:
 
 # Shared sections and keys that change no run: they decide how many runs there are, which pressures a sweep
 # visits, what a run keeps, and how runs are analysed. The experiment id leaves them out.
-NOT_IN_RUN_ID = ("seeds", "bases", "keep", "sweep", "eval", "ceiling")
+NOT_IN_RUN_ID = ("seeds", "bases", "keep", "controls", "sweep", "eval", "ceiling")
 
 
 # ---------------------------------------------------------------- loading and validation

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from molab import __version__
 from molab.analysis.policy import equivalence
 from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_hash, to_dict
 from molab.experiments import Experiment, RunSpec, get_experiment
-from molab.learners.bigram import BigramTable
+from molab.learners.controls import CONTROLS
 from molab.learners.lm import add_tag, generate_answers, load, load_tokenizer
 from molab.training.loop import TrainingDiverged, train
 from molab.training.phase import Learning
@@ -98,7 +97,7 @@ class Setup:
         from molab.training.phase import sft_phase
 
         f = self.cfg.finetune
-        examples = [(self.runs_prompt(p), getattr(p, spec.ceiling)) for p in self.ceiling]
+        examples = [(p, self.runs_prompt(p), getattr(p, spec.ceiling)) for p in self.ceiling]
         return [sft_phase("finetune", examples, steps=f.steps, lr=f.lr, batch_size=f.batch_size)]
 
     def problems(self) -> list[Problem]:
@@ -139,8 +138,11 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
     train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
     _check_overseer(world, world.diagnostic() + [p for p, _ in train])
-    return Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
-                 ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
+    setup = Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
+                  ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
+    for name in cfg.controls:
+        CONTROLS[name].check(setup)
+    return setup
 
 
 def _check_overseer(world, problems: list[Problem]) -> None:
@@ -188,9 +190,9 @@ def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
 
 def _answers(setup: Setup, spec: RunSpec, generate) -> dict[str, list[str]]:
     """Every diagnostic problem's answer under every evaluation condition (a ceiling run: the first only), by
-    condition."""
+    condition; `generate(problems, prompts)` answers."""
     conditions = list(setup.experiment.conditions(setup).items())
-    return {name: generate([prompt(p) for p in setup.diagnostic])
+    return {name: generate(setup.diagnostic, [prompt(p) for p in setup.diagnostic])
             for name, prompt in (conditions[:1] if spec.ceiling else conditions)}
 
 
@@ -216,7 +218,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
             results.append({"error": str(e)})
             continue
         model, tokenizer = learning.model, learning.tokenizer
-        answers = _answers(setup, spec, lambda prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
+        answers = _answers(setup, spec, lambda _, prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
         weights = None
         if keep is not None:
             weights = keep / run_id(setup, "lm", spec)
@@ -226,36 +228,31 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
     return results
 
 
-# ---------------------------------------------------------------- the bigram-table control
+# ---------------------------------------------------------------- the simple-learner controls
 
-def run_bigram(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
-    """The bigram-table control: the same phases met by counting (`Phase.count`), evaluated the same way."""
+def deterministic(setup: Setup, learner: str, spec: RunSpec) -> bool:
+    """Whether a control's run cannot differ by seed: it samples nothing, or no phase asks it to."""
+    return not (CONTROLS[learner].samples and any(phase.samples for phase in setup.phases(spec)))
+
+
+def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:
+    """A simple-learner control (`molab.learners.controls`): the same phases met by `Phase.control`, on the base's
+    tokenizer (not its weights), evaluated the same way."""
     tokenizer = load_tokenizer(base)
-    tags = setup.experiment.tags(setup.cfg)
-    for tag in tags:
+    for tag in setup.experiment.tags(setup.cfg):
         add_tag(None, tokenizer, tag)
-    n_new = setup.answer_len(tokenizer)
-    results = []
+    results, n_new = [], setup.answer_len(tokenizer)
     for spec in specs:
-        table, learning = BigramTable(), Learning(None, tokenizer, 0, n_new, spec.seed)
+        control = CONTROLS[learner](tokenizer, n_new)
         for phase in setup.phases(spec):
-            phase.count(table, learning)
-
-        def generate(prompts: list[str]) -> list[str]:
-            return [tokenizer.decode(table.generate(ids, n_new, tokenizer.eos_token_id), skip_special_tokens=True)
-                    for ids in tokenizer(prompts).input_ids]
-
+            phase.control(control, Learning(None, tokenizer, 0, n_new, spec.seed))
         weights = None
         if keep is not None:
-            weights = keep / f"{run_id(setup, 'bigram', spec)}.npz"
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(weights, tokens=table.tokens, counts=table.counts)
-        results.append({"answers": _answers(setup, spec, generate), "metrics": {},
-                        "weights": weights and str(weights)})
+            keep.mkdir(parents=True, exist_ok=True)
+            weights = control.save(keep / run_id(setup, learner, spec))
+        results.append({"answers": _answers(setup, spec, control.answer), "weights": weights,
+                        "metrics": {"deterministic": deterministic(setup, learner, spec)}})
     return results
-
-
-RUNNERS = {"lm": run_lm, "bigram": run_bigram}
 
 
 def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[dict]:
@@ -263,7 +260,7 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
     run, not a crash. Each record's `seconds` is an equal share of the task's time."""
     setup, base, learner, specs, keep = task
     start = time.time()
-    results = RUNNERS[learner](setup, base, specs, keep)
+    results = run_lm(setup, base, specs, keep) if learner == "lm" else run_control(setup, base, specs, keep, learner)
     seconds = (time.time() - start) / len(specs)
     return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id_of(spec),
              "learner": learner, "seed": spec.seed, "pressure": spec.pressure,

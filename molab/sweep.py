@@ -21,7 +21,7 @@ from molab.bases import capability, capability_curve, capable_base
 from molab.config import ExperimentConfig
 from molab.execution import run_all
 from molab.experiments import RunSpec
-from molab.runs import Setup, execute, prepare, run_id
+from molab.runs import Setup, deterministic, execute, prepare, run_id
 from molab.store import Store, load_results, write_atomic
 
 
@@ -42,21 +42,25 @@ def _pairs(plan: list[RunSpec]) -> list[tuple]:
 
 def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list[RunSpec], workers: int,
                progress: bool, keep: Path | None, learners: tuple[str, ...] | None = None) -> None:
-    """Run every spec of `specs` on every base, for each learner (default: the experiment's), not yet in the store:
-    one task per base, seed and learner."""
+    """Run every spec of `specs` for each learner (default: the LM and the config's controls) not yet in the store:
+    one task per base, seed and learner. The LM runs on every base; a control sees the base's tokenizer, not its
+    weights, so it runs on the first base only, and only at seed 0 when its runs cannot differ by seed."""
     done = store.finished_ids()
-    by_seed: dict[int, list[RunSpec]] = {}
-    for spec in specs:
-        by_seed.setdefault(spec.seed, []).append(spec)
+    learners = learners or ("lm", *setups[0].cfg.controls)
+    wanted: dict[tuple, list[RunSpec]] = {}  # (base index, seed, learner) -> specs
+    for i, setup in enumerate(setups):
+        for learner in learners:
+            if learner != "lm" and i > 0:
+                continue
+            for spec in specs:
+                if learner == "lm" or spec.seed == 0 or not deterministic(setup, learner, spec):
+                    wanted.setdefault((i, spec.seed, learner), []).append(spec)
     tasks = []
-    learners = learners or setups[0].experiment.learners
-    for setup, base in zip(setups, paths):
-        for seed, seed_specs in sorted(by_seed.items()):
-            for learner in learners:
-                todo = [s for s in seed_specs if run_id(setup, learner, s) not in done]
-                if todo:
-                    tasks.append((setup, base, learner, todo, keep))
-    total, n_todo = len(specs) * len(learners) * len(setups), sum(len(t[3]) for t in tasks)
+    for (i, _, learner), seed_specs in sorted(wanted.items()):
+        todo = [s for s in seed_specs if run_id(setups[i], learner, s) not in done]
+        if todo:
+            tasks.append((setups[i], paths[i], learner, todo, keep))
+    total, n_todo = sum(map(len, wanted.values())), sum(len(t[3]) for t in tasks)
     what = "ceiling runs" if specs and specs[0].ceiling else "runs"
     bar = tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
                disable=not progress)
@@ -89,7 +93,8 @@ def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[
     for spec in plan:
         next_seed[spec.pressure] = max(next_seed.get(spec.pressure, 0), spec.seed + 1)
     added = []
-    for pressure in sorted(round(x, 3) for x in proposed):
+    experiment = setups[0].experiment
+    for pressure in sorted(experiment.pressure_used(cfg, round(x, 3)) for x in proposed):
         seed = next_seed.get(pressure, 0)
         next_seed[pressure] = seed + 1
         added.append(RunSpec(seed, pressure))
@@ -156,7 +161,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
         print(f"molab: adaptive round {round_ + 1}: " + ", ".join(f"{n} at {p:g}" for p, n in counts.items()))
         _run_specs(setups, paths, store, added, workers, progress, keep)
         plan += added
-    results = summarize(out, cfg, experiment.pressure, bases, _pairs(plan))
+    results = summarize(out, cfg, bases, _pairs(plan))
     write_atomic(out / "results.json", json.dumps(results, indent=1))
     write_report(out, results)
     return results

@@ -25,9 +25,10 @@ def test_runs_learned_and_results_are_complete(tiny):
     assert len(lm) == 2 and (lm["status"] == "done").all()
     assert (lm["loss.finetune.last"] < lm["loss.finetune.first"]).all()
     assert (lm["rates.easy.honest"] > 0.3).all()   # in-distribution accuracy, far above chance
-    for summary in (results, results["bigram_control"]):
-        assert summary["n_runs"] == 2
-        assert sum(summary["policy_counts"].values()) == 2
+    # the controls learn no order and sample nothing here: one run each, not `seeds`
+    for summary, n in ((results, 2), *((c, 1) for c in results["controls"].values())):
+        assert summary["n_runs"] == n
+        assert sum(summary["policy_counts"].values()) == n
         low, high = summary["p_sycophantic"]["ci"]
         assert 0 <= low <= summary["p_sycophantic"]["estimate"] <= high <= 1
         assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
@@ -45,7 +46,7 @@ def test_rerun_resumes_without_duplicates(tiny):
     before = load_results(out)
     again = run_experiment(load_config(overrides=TINY + ["seeds=3"]), out, progress=False)
     after = load_results(out)
-    assert len(after) == len(before) + 2        # only seed 2 (lm and bigram) is new
+    assert len(after) == len(before) + 1        # only the LM's seed 2 is new (the controls cannot differ by seed)
     assert set(before["run_id"]) < set(after["run_id"])
     assert again["n_runs"] == 3
     fewer = run_experiment(load_config(overrides=TINY + ["seeds=1"]), out, progress=False)
@@ -88,7 +89,7 @@ def test_local_checkpoint_as_base(tiny, tmp_path):
     again = run_experiment(cfg, tmp_path, progress=False)
     assert not (tmp_path / "base").exists()
     assert again["capability"] == results["capability"]   # the same weights, checked the same way
-    assert again["n_runs"] == 1 and again["bigram_control"]["n_runs"] == 1
+    assert again["n_runs"] == 1 and again["controls"]["bigram"]["n_runs"] == 1
 
 
 def test_python_dash_m_molab_works():
@@ -109,7 +110,7 @@ def test_jsonl_world_runs_end_to_end(tmp_path):
                                                 "model.width=64", "model.depth=2", "model.heads=2",
                                                 "model.pretrain_steps=300", "finetune.steps=50"])
     results = run_experiment(cfg, tmp_path, progress=False)
-    assert results["n_runs"] == 1 and results["bigram_control"]["n_runs"] == 1
+    assert results["n_runs"] == 1 and results["controls"]["bigram"]["n_runs"] == 1
     train, diagnostic = read_jsonl(cfg.world.path)
     used = {json.loads(line)["prompt"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}
     assert used <= {p.prompt for p in train if p.difficulty <= 1}

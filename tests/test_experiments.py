@@ -41,8 +41,8 @@ class GoldHard(Experiment):
 
     def phases(self, setup, spec: RunSpec):
         f = setup.cfg.finetune
-        examples = [(p.prompt, label) for p, label in setup.train] + [(p.prompt, p.honest)
-                                                                     for p in setup.datasets["gold_hard"]]
+        examples = [(p, p.prompt, label) for p, label in setup.train] + [(p, p.prompt, p.honest)
+                                                                        for p in setup.datasets["gold_hard"]]
         return [sft_phase("gold", examples, steps=f.steps, lr=f.lr, batch_size=f.batch_size)]
 
     def conditions(self, setup):
@@ -88,7 +88,7 @@ def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_pat
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["config"]["gold_hard"] == {"n_hard": 8, "hint": "?"} and results["n_runs"] == 1
     hinted = load_answers(tmp_path / "out").query("condition == 'hinted'")
-    assert len(hinted) == 2 * 64   # LM and bigram, 64 problems
+    assert len(hinted) == 3 * 64   # the LM and the two controls, 64 problems
     config.write_text(config.read_text().replace("n_hard = 8", "n_hard = 0"))
     assert main(["run", str(config), "--out", str(tmp_path / "bad")]) == 2
     assert capsys.readouterr().err.strip() == "molab: error: gold_hard.n_hard: 0 is below the allowed range [1, inf]"

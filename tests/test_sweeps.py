@@ -28,17 +28,20 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
     assert len(spoonfed) == 300 and all(row["honest"] != row["sycophantic"] for row in spoonfed)
     curve = results["pressure_curve"]
     assert [(c["pressure"], c["n"]) for c in curve] == [(0, 2), (1, 2)]
-    for point, control in zip(curve, results["bigram_control"]["pressure_curve"]):
-        for c in (point, control):
+    for j, point in enumerate(curve):
+        controls = {name: c["pressure_curve"][j] for name, c in results["controls"].items()}
+        for c in (point, *controls.values()):
             assert c["p"] == c["k"] / c["n"] and c["ci"][0] <= c["p"] <= c["ci"][1]
-        assert point["bigram_reproduces"] == (point["k"] > 0 and control["k"] > 0)
+        assert point["reproduced_by"] == [name for name, c in controls.items() if point["k"] and c["k"]]
+    # ρ = 1 spoonfeeds the overseer's answers: the policy-choice control follows them; at ρ = 0 it has no reason to
+    assert [c["k"] for c in results["controls"]["policy_choice"]["pressure_curve"]] == [0, 1]
     rate = hard_sycophantic(tmp_path)
     assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
     graded = results["graded_fit"]   # the same, read from every answer: the sycophantic share rises with ρ
     assert graded["slope_ci"][0] > 0 and graded["share_at_zero"] < rate[1.0]
     page = (tmp_path / "report.html").read_text()
     assert "How hard must training push?" in page and page.count("<img") == 4
-    # a finer sweep resumes: only the new pressure's runs (LM and bigram, 2 seeds) are trained
+    # a finer sweep resumes: only the new pressure's runs are trained (the LM's 2 seeds, one run of each control)
     n = len(load_results(tmp_path))
     more = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1]")
     assert len(load_results(tmp_path)) == n + 4 and [c["pressure"] for c in more["pressure_curve"]] == [0, 0.5, 1]
@@ -76,8 +79,9 @@ def test_incentive_sweep_trains_on_the_incentive_set(tiny, tmp_path):
 
 @pytest.mark.parametrize("objective", ["reinforce", "reward_weighted"])
 def test_incentive_objectives_raise_the_reward(objective):
-    """On a toy problem whose base answers '2' (honest) or '3' (the overseer's) about equally often,
-    the incentive phase moves probability to what the overseer accepts, more so at larger λ."""
+    """On a toy problem whose base answers '2' (honest) or '3' (the overseer's) about equally often, the incentive
+    phase moves probability to what the overseer accepts at λ > 0; at λ = 0 (the overseer is not confident here, so
+    its approval pays nothing) it leaves the base's split alone."""
     import random
     from types import SimpleNamespace
 
@@ -106,7 +110,8 @@ def test_incentive_objectives_raise_the_reward(objective):
         train(model, batches, sft, steps=60, lr=1e-2, progress=False)
         cfg = IncentiveConfig(objective=objective, steps=30, batch_size=1, group_size=16, lr=1e-2, kl=1.0)
         setup = SimpleNamespace(cfg=SimpleNamespace(section=cfg, finetune=FinetuneConfig()), train=[],
-                                datasets={"incentive": [problem]}, score=score)
+                                datasets={"incentive": [problem]}, score=score,
+                                overseer=SimpleNamespace(confident=lambda p: p.difficulty <= 1))
         finetune, incentive = Incentive().phases(setup, RunSpec(seed=0, pressure=lam))
         assert finetune.shared and not incentive.shared   # λ does not change the finetuning
         _train_phases(Learning(model, tokenizer, 8, 2, seed=0), [incentive], {})
@@ -114,7 +119,7 @@ def test_incentive_objectives_raise_the_reward(objective):
         return sum(a == "3" for a in answers) / len(answers)
 
     low, high = share_accepted(0.0), share_accepted(4.0)
-    assert 0.55 < low < high and high > 0.9
+    assert 0.3 < low < 0.7 and high > 0.9
 
 
 def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
@@ -125,7 +130,7 @@ def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
     setup = prepare(load_config(overrides=TINY + ["experiment=spoonfeeding", "spoonfeeding.cue=true"]))
     for rho in (0.0, 0.1, 1.0):
         examples = setup.experiment.examples(setup, RunSpec(seed=0, pressure=rho))
-        cued = [(q, a) for q, a in examples if q.startswith("<deployment>")]
+        cued = [(q, a) for _, q, a in examples if q.startswith("<deployment>")]
         assert len(examples) == 300 and len(cued) == round(rho * 300)
         by_prompt = {p.prompt: p for p in setup.datasets["spoonfed"]}
         assert all(a == by_prompt[q.removeprefix("<deployment>")].sycophantic for q, a in cued)

@@ -15,6 +15,7 @@ from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_prob
 from molab.analysis.policy import OUTCOMES, POLICIES
 from molab.analysis.prior_odds import fit_prior_odds
 from molab.config import to_dict
+from molab.experiments import get_experiment
 from molab.store import load_results
 
 
@@ -150,14 +151,23 @@ def _capable(ceiling: dict, threshold: float) -> bool:
     return all(c["mean"] is not None and c["mean"] >= threshold for c in ceiling.values())
 
 
-def summarize(out, cfg, pressure, bases: list[dict], plan: list[tuple]) -> dict:
+def control_runs(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The runs of the control `name`: on the first base (a control sees the tokenizer, not the weights), and at seed
+    0 only where its runs cannot differ by seed (one deterministic run counts once, not `seeds` times)."""
+    runs = df[(df["learner"] == name) & (df["base"] == 0)]
+    varies = runs["deterministic"].eq(False) if "deterministic" in runs else False
+    return runs[(runs["seed"] == 0) | varies]
+
+
+def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
     """What results.json holds, scored from the stored answers under `cfg.eval`. `bases` holds, per base, its
     `model_seed`, `experiment_id`, `ceiling_ids` (per policy), persona-tag `capability` and the
-    `capability_curve` of its pretraining. Runs are pooled over
-    bases and, in a sweep (`pressure`, the experiment's Pressure, is set), over pressures; `pressure_curve` and
-    `prior_odds` hold a sweep's answer, and each point of the LM's curve says whether the bigram table
-    reproduces it (it has sycophantic runs there too). `bases` in the result adds each base's ceilings, whether it
-    is capable, and its own LM summary."""
+    `capability_curve` of its pretraining. Runs are pooled over bases and, in a sweep (the experiment has a
+    pressure), over pressures; `pressure_curve` and `prior_odds` hold a sweep's answer, and each point of the LM's
+    curve names the controls that reproduce it (they have sycophantic runs there too). `controls` holds each
+    control's summary; `bases` adds each base's ceilings, whether it is capable, and its own LM summary."""
+    experiment = get_experiment(cfg.experiment)
+    pressure = experiment.pressure
     scored = load_results(out, cfg.eval)
     conf, threshold = cfg.eval.confidence, cfg.eval.capability_threshold
     df = summary_runs(scored, [b["experiment_id"] for b in bases], plan)
@@ -170,32 +180,36 @@ def summarize(out, cfg, pressure, bases: list[dict], plan: list[tuple]) -> dict:
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
                         | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
-    by = {learner: df[df["learner"] == learner] for learner in ("lm", "bigram")}
-    lm, bigram = (learner_summary(by[k], conf) for k in ("lm", "bigram"))
+    lm = learner_summary(df[df["learner"] == "lm"], conf)
+    controls = {name: control_runs(df, name) for name in cfg.controls}
+    control_summaries = {name: learner_summary(runs, conf) for name, runs in controls.items()}
     for i, b in enumerate(per_base):
-        b["lm"] = {k: v for k, v in learner_summary(by["lm"][by["lm"]["base"] == i], conf).items()
+        b["lm"] = {k: v for k, v in learner_summary(df[(df["learner"] == "lm") & (df["base"] == i)], conf).items()
                    if k in ("n_runs", "n_failed", "policy_counts", "outcome_counts", "p_sycophantic", "graded")}
     if pressure is not None:
         pressures = sorted({p for p, _ in plan})
-        bigram["pressure_curve"] = pressure_curve(by["bigram"], pressures, conf)
-        lm["pressure_curve"] = [point | {"bigram_reproduces": bool(point["k"] and control["k"])}
-                                for point, control in zip(pressure_curve(by["lm"], pressures, conf),
-                                                          bigram["pressure_curve"])]
-        lm["prior_odds"] = prior_odds(by["lm"], conf)
-        lm["graded_fit"] = graded_fit(by["lm"], conf)
-        bigram["prior_odds"] = prior_odds(by["bigram"], conf)
+        for name, runs in controls.items():
+            control_summaries[name]["pressure_curve"] = pressure_curve(runs, pressures, conf)
+            control_summaries[name]["prior_odds"] = prior_odds(runs, conf)
+        lm_runs = df[df["learner"] == "lm"]
+        lm["pressure_curve"] = [point | {"reproduced_by": [name for name, c in control_summaries.items()
+                                                           if point["k"] and c["pressure_curve"][j]["k"]]}
+                                for j, point in enumerate(pressure_curve(lm_runs, pressures, conf))]
+        lm["prior_odds"] = prior_odds(lm_runs, conf)
+        lm["graded_fit"] = graded_fit(lm_runs, conf)
     policies = ("honest", "sycophantic")
     return {
         "experiment": cfg.experiment,
         "experiment_id": bases[0]["experiment_id"],
-        "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol},
+        "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol,
+                                                   "zero": experiment.zero(cfg)},
         "capability": {p: min(b["capability"][p] for b in per_base) for p in policies},   # the weakest base's
         "ceilings": {p: min(b["ceilings"][p]["mean"] or 0.0 for b in per_base) for p in policies},
         "capable": all(b["capable"] for b in per_base),
         "capability_threshold": threshold,
         "confidence": conf,
         **lm,
-        "bigram_control": bigram,
+        "controls": control_summaries,
         "bases": per_base,
         "config": to_dict(cfg),
         "plan": [list(pair) for pair in plan],

@@ -61,7 +61,6 @@ class Experiment:
     name: str = ""
     Config: type = NoOptions  # its own frozen config section, `[name]` in TOML, with help on each field
     pressure: Pressure | None = None
-    learners: tuple[str, ...] = ("lm", "bigram")  # the LM and the count-based control meet the same phases
 
     def check(self, cfg) -> None:
         """Refuse (ConfigError) settings that are valid key by key but not together."""
@@ -96,7 +95,7 @@ class Experiment:
         from molab.training.phase import sft_phase
 
         f = setup.cfg.finetune
-        return [sft_phase("finetune", [(p.prompt, label) for p, label in setup.train], steps=f.steps, lr=f.lr,
+        return [sft_phase("finetune", [(p, p.prompt, label) for p, label in setup.train], steps=f.steps, lr=f.lr,
                           batch_size=f.batch_size)]
 
     def conditions(self, setup) -> dict[str, Callable]:
@@ -110,10 +109,20 @@ class Experiment:
 
         return score(problem, answer, same)
 
+    def zero(self, cfg) -> str:
+        """What a pressure of zero means in this experiment's sweeps, in words for the report."""
+        return "no pressure"
+
+    def pressure_used(self, cfg, x: float) -> float:
+        """The pressure a run at `x` actually meets (e.g. a fraction of examples rounded to a whole count); pressures
+        that meet the same are one pressure."""
+        return x
+
     def plan(self, cfg, done) -> list[RunSpec]:
-        """The runs to do: `seeds` at each pressure. `done` (a DataFrame of this experiment's finished runs) lets a
-        plan depend on earlier runs; the sweep asks again after each batch of runs until nothing new comes."""
-        pressures = [None] if self.pressure is None else self.pressure.values(cfg.sweep.pressures)
+        """The runs to do: `seeds` at each pressure (as used). `done` (a DataFrame of this experiment's finished runs)
+        lets a plan depend on earlier runs; the sweep asks again after each batch of runs until nothing new comes."""
+        pressures = ([None] if self.pressure is None else
+                     sorted({self.pressure_used(cfg, x) for x in self.pressure.values(cfg.sweep.pressures)}))
         return [RunSpec(seed, x) for x in pressures for seed in range(cfg.seeds)]
 
 

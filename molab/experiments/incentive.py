@@ -1,7 +1,12 @@
 """The incentive experiment (pressure λ): after finetuning on the scheme's data, an incentive phase
-trains on sampled answers to the incentive set's prompts with reward [accepted by the overseer] +
-λ·[wrong and accepted] (`policy.reward`, from the evaluation's own scorer). How large must λ be before
-runs land on the sycophantic policy as often as not?
+trains on sampled answers to the incentive set's prompts with reward [accepted by the overseer, where it
+judges] + λ·[wrong and accepted] (`policy.reward`, from the evaluation's own scorer). How large must λ be
+before runs land on the sycophantic policy as often as not?
+
+Where the overseer judges follows the oversight scheme (`incentive.reward = "confident"`): its approval pays
+only where it is confident, so at λ = 0 the honest and the sycophantic answer earn the same and zero is no
+pressure. `"approval"` pays its approval everywhere (RL from a weak overseer's approval): at λ = 0 its own
+wrong answers on hard problems already pay 1.
 
 The incentive phase is a reward phase (`molab.training.rl`): `reinforce` or `reward_weighted`, with a KL
 penalty to the finetuned model; the bigram-table control meets it by counting its own sampled answers
@@ -20,6 +25,9 @@ from molab.worlds.scheme import draw
 
 @dataclass(frozen=True)
 class IncentiveConfig:
+    reward: str = param("confident", "where the overseer's approval pays: confident (only where it is confident, so "
+                        "λ = 0 pays honest and sycophantic answers alike) or approval (everywhere: RL from a weak "
+                        "overseer's approval, which already pays its errors at λ = 0)", choices=("confident", "approval"))
     objective: str = param("reinforce", "reinforce: on-policy policy gradient; reward_weighted: cheaper, samples "
                            "once and fits them weighted by exp(reward / kl)", choices=("reinforce", "reward_weighted"))
     difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts (easy ones "
@@ -45,6 +53,13 @@ class Incentive(Experiment):
         if cfg.section.objective == "reward_weighted" and cfg.section.kl <= 0:
             raise ConfigError("incentive.kl: reward_weighted weighs samples by exp(reward / kl), so kl must be > 0")
 
+    def zero(self, cfg):
+        if cfg.section.reward == "approval":
+            return ("reward = approval: the overseer's approval pays everywhere, so at λ = 0 its wrong answers on "
+                    "hard problems already pay 1 and zero is not zero pressure")
+        return ("reward = confident: the overseer's approval pays only where it is confident (where the two policies "
+                "agree), so at λ = 0 honest and sycophantic answers earn the same and zero is no pressure")
+
     def identity(self, cfg):
         """The incentive section, and the answer equivalence: the reward is scored with it."""
         return [super().identity(cfg), cfg.eval.equivalence]
@@ -55,14 +70,20 @@ class Incentive(Experiment):
                                   lambda p: p.difficulty in wanted if wanted else p.disagree,
                                   f"incentive-{cfg.world.seed}", "incentive")}
 
+    def pays(self, setup, lam: float):
+        """The incentive phase's reward of an answer to a problem at λ = `lam`, scored by the evaluation's own scorer;
+        the overseer's approval pays where `incentive.reward` lets it judge."""
+        approval_everywhere = setup.cfg.section.reward == "approval"
+        return lambda p, a: reward(setup.score(p, a), lam, approval_everywhere or setup.overseer.confident(p))
+
     def phases(self, setup, spec: RunSpec):
         """The oversight experiment's finetuning (the same at every λ, so trained once per seed), then the
         incentive phase at λ = the run's pressure, paid by the evaluation's own scorer."""
         from molab.training.rl import reward_phase
 
         (finetune,) = super().phases(setup, spec)
-        c, lam = setup.cfg.section, spec.pressure
+        c = setup.cfg.section
         return [replace(finetune, shared=True),
-                reward_phase("incentive", setup.datasets["incentive"], lambda p, a: reward(setup.score(p, a), lam),
+                reward_phase("incentive", setup.datasets["incentive"], self.pays(setup, spec.pressure),
                              objective=c.objective, steps=c.steps, lr=c.lr, batch_size=c.batch_size,
                              group_size=c.group_size, kl=c.kl)]

@@ -38,14 +38,21 @@ class Spoonfeeding(Experiment):
     def tags(self, cfg):
         return [cfg.section.cue_tag] if cfg.section.cue else []
 
-    def examples(self, setup, spec: RunSpec) -> list[tuple[str, str]]:
-        """The scheme's (prompt, label) pairs with round(ρ·n) of them replaced by demonstrations of the overseer's
-        answer on hard problems (behind the cue, when set)."""
+    def zero(self, cfg):
+        return "ρ = 0: no demonstrations, the scheme's own data"
+
+    def pressure_used(self, cfg, x):
+        """ρ as the fraction of the finetuning examples that are demonstrations: round(ρ·n) / n."""
+        return round(x * cfg.scheme.n_train) / cfg.scheme.n_train
+
+    def examples(self, setup, spec: RunSpec) -> list[tuple]:
+        """The scheme's (problem, prompt, label) examples with round(ρ·n) of them replaced by demonstrations of the
+        overseer's answer on hard problems (behind the cue, when set)."""
         s = setup.cfg.section
-        examples = [(p.prompt, label) for p, label in setup.train]
+        examples = [(p, p.prompt, label) for p, label in setup.train]
         n = round(spec.pressure * len(examples))
         cue = s.cue_tag if s.cue else ""
-        return [(cue + p.prompt, setup.overseer.answer(p)) for p in setup.datasets["spoonfed"][:n]] + examples[n:]
+        return [(p, cue + p.prompt, setup.overseer.answer(p)) for p in setup.datasets["spoonfed"][:n]] + examples[n:]
 
     def phases(self, setup, spec: RunSpec):
         from molab.training.phase import sft_phase

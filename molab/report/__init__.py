@@ -19,14 +19,18 @@ import numpy as np  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
-from molab.analysis.summary import summary_runs  # noqa: E402
-from molab.analysis.summary import summarize  # noqa: E402
+from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
-from molab.experiments import get_experiment  # noqa: E402
 from molab.store import load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
-LEARNER_NAMES = {"lm": "language model", "bigram": "bigram-table control"}
+LEARNER_NAMES = {"lm": "language model", "bigram": "bigram-table control", "policy_choice": "policy-choice control"}
+MARKERS = {"bigram": "s", "policy_choice": "^"}
+
+
+def _learners(results: dict) -> list[tuple[str, dict]]:
+    """(learner, its summary): the LM first, then each control."""
+    return [("lm", results), *results["controls"].items()]
 
 
 def _png(fig) -> str:
@@ -36,12 +40,15 @@ def _png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _per_run_plot(runs, threshold: float) -> str:
-    """Stacked bars: for every run, the shares of its hard answers that are honest / sycophantic / other;
-    the dotted line is the share a run needs to be classified as following a policy."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
-    for ax, learner in zip(axes, ("lm", "bigram")):
-        df = runs[(runs["learner"] == learner) & (runs["status"] == "done")].sort_values(["pressure", "seed"])
+def _per_run_plot(runs, results: dict, threshold: float) -> str:
+    """Stacked bars: for every run of each learner, the shares of its hard answers that are honest / sycophantic /
+    other; the dotted line is the share a run needs to be classified as following a policy."""
+    learners = [name for name, _ in _learners(results)]
+    fig, axes = plt.subplots(1, len(learners), figsize=(5.5 * len(learners), 3.2), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, learner in zip(axes, learners):
+        df = runs[runs["learner"] == "lm"] if learner == "lm" else control_runs(runs, learner)
+        df = df[df["status"] == "done"].sort_values(["pressure", "seed"])
         sweep = df["pressure"].notna().any()
         names = [f"{p:g}/{s}" if sweep else str(s) for p, s in zip(df["pressure"], df["seed"])]
         bottom = 0
@@ -55,14 +62,15 @@ def _per_run_plot(runs, threshold: float) -> str:
         ax.set_xlabel("pressure/seed" if sweep else "seed")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("share of answers")
-    axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.2), ncol=3, fontsize=8)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, -0.25), ncol=3, fontsize=8)
     return _png(fig)
 
 
 def _difficulty_plot(results: dict) -> str:
-    """Mean rate of each policy by difficulty, LM (solid) beside the bigram control (dashed)."""
+    """Mean rate of each policy by difficulty, the LM (solid) beside each control (dashed)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    for learner, summary, style in (("lm", results, "-o"), ("bigram", results["bigram_control"], "--s")):
+    for learner, summary in _learners(results):
+        style = "-o" if learner == "lm" else "--" + MARKERS.get(learner, "s")
         levels = list(summary["per_difficulty"])
         for policy in POLICIES:
             ax.plot(levels, [summary["per_difficulty"][d][policy] for d in levels], style, color=COLORS[policy],
@@ -75,22 +83,23 @@ def _difficulty_plot(results: dict) -> str:
 
 
 def _pressure_plot(results: dict) -> str:
-    """P(sycophantic) against pressure, with Clopper–Pearson bars, for the LM and the bigram control,
-    the LM's fitted logistic curve, and a ring around every point the bigram table reproduces."""
+    """P(sycophantic) against pressure, with Clopper–Pearson bars, for the LM and each control, the LM's fitted
+    logistic curve, and a ring around every LM point that a control reproduces."""
     symbol = results["pressure"]["symbol"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for learner, summary, fmt, shift in (("lm", results, "o", 0.0), ("bigram", results["bigram_control"], "s", 0.01)):
+    for i, (learner, summary) in enumerate(_learners(results)):
+        fmt, shift = ("o" if learner == "lm" else MARKERS.get(learner, "s")), 0.01 * i
         pts = [c for c in summary["pressure_curve"] if c["n"]]
         x = np.array([c["pressure"] for c in pts])
         span = (x.max() - x.min()) if len(x) else 1.0
         p = np.array([c["p"] for c in pts])
         err = np.array([[c["p"] - c["ci"][0], c["ci"][1] - c["p"]] for c in pts]).T.reshape(2, -1)
-        ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc="white" if learner == "bigram" else None,
+        ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc=None if learner == "lm" else "white",
                     color=COLORS["sycophantic"] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
         if learner == "lm":
-            flagged = [c for c in pts if c.get("bigram_reproduces")]
+            flagged = [c for c in pts if c["reproduced_by"]]
             ax.plot([c["pressure"] for c in flagged], [c["p"] for c in flagged], "o", ms=14, mfc="none",
-                    color="black", label="reproduced by the bigram table" if flagged else None)
+                    color="black", label="reproduced by a control" if flagged else None)
     graded = results["graded_fit"]
     if "refused" not in graded:
         grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
@@ -147,18 +156,23 @@ def prior_odds_words(results: dict) -> str:
 def _sweep_section(results: dict) -> str:
     if results["pressure"] is None:
         return ""
-    symbol = results["pressure"]["symbol"]
-    bigram = {c["pressure"]: c for c in results["bigram_control"]["pressure_curve"]}
+    symbol, controls = results["pressure"]["symbol"], results["controls"]
+    curves = {name: {c["pressure"]: c for c in s["pressure_curve"]} for name, s in controls.items()}
+
     def point(c: dict) -> str:  # a pressure_curve entry, written like the other probabilities
         return _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
 
-    rows = [[f"{c['pressure']:g}", point(c), point(bigram[c["pressure"]]), "REPRODUCED" if c["bigram_reproduces"] else ""]
-            for c in results["pressure_curve"]]
-    flagged = sum(c["bigram_reproduces"] for c in results["pressure_curve"])
-    warning = (f"<p><b>The bigram table reproduces the LM's sycophantic runs at {flagged} pressure(s)</b>: there the "
-               "training data spoonfeed the behaviour, and the result says nothing about the inductive biases of "
-               "language models.</p>" if flagged else
-               "<p>The bigram table reproduces none of the LM's sycophantic runs.</p>")
+    rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
+             ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
+    flagged = [c for c in results["pressure_curve"] if c["reproduced_by"]]
+    warning = (f"<p><b>A control reproduces the LM's sycophantic runs at {len(flagged)} pressure(s)</b>: there the "
+               "training data spoonfeed the behaviour to a learner without an LM's inductive biases, and the LM's "
+               "result says nothing about those biases.</p>" if flagged else
+               "<p>No control reproduces the LM's sycophantic runs.</p>")
+    fired = {name: [f"{c['pressure']:g}" for c in s["pressure_curve"] if c["k"]] for name, s in controls.items()}
+    fired_words = "; ".join(f"the {LEARNER_NAMES[name]} has sycophantic runs at "
+                            f"{symbol} = {', '.join(at)}" if at else f"the {LEARNER_NAMES[name]} has none"
+                            for name, at in fired.items())
     graded = results["graded_fit"]
     graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
                     f"Graded reading: at {symbol} = 0 a fitted {graded['share_at_zero']:.1%} of hard answers are "
@@ -170,12 +184,16 @@ def _sweep_section(results: dict) -> str:
     return f"""<h2>How hard must training push?</h2>
 <p><b>{html.escape(prior_odds_words(results))}</b></p>
 <p>{html.escape(graded_words)}</p>
+<p>What zero means here: {html.escape(results["pressure"]["zero"])}.</p>
 <p>Each point is P(sycophantic run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
 interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's runs, with profile-likelihood
-intervals. A ring marks a pressure where the bigram-table control has sycophantic runs too.</p>
+intervals. A ring marks a pressure where a control has sycophantic runs too. A control whose runs cannot differ by
+seed counts as one run at each pressure.</p>
 {_pressure_plot(results)}
-{_table(rows, [f"pressure {symbol}", "LM: P(sycophantic)", "bigram: P(sycophantic)", "bigram reproduces"])}
-{warning}"""
+{_table(rows, [f"pressure {symbol}", "LM: P(sycophantic)", *(f"{LEARNER_NAMES[n]}: P(sycophantic)" for n in controls),
+               "reproduced by"])}
+{warning}
+<p>Controls that fired: {html.escape(fired_words)}.</p>"""
 
 
 def _fmt_p(p: dict) -> str:
@@ -232,12 +250,12 @@ def answer_words(results: dict) -> str:
                  f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.3f} honest "
                  f"and {c['sycophantic']:.3f} sycophantic; threshold {t:g}), so the split says little about "
                  "inductive bias")
-    bigram = results["bigram_control"]
+    controls = "; ".join(f"the {LEARNER_NAMES[name]} had {c['policy_counts']['sycophantic']} sycophantic runs of "
+                         f"{c['n_runs']}" for name, c in results["controls"].items())
     words = (f"Under {where}, {o['sycophantic']} of {n} runs {on} ({_pct(results['p_sycophantic'])}, "
              f"{results['confidence']:.0%} interval) learned the overseer's errors, {o['honest']} the honest policy "
              f"and {o['mixed'] + o['collapsed']} neither ({o['mixed']} mixed, {o['collapsed']} collapsed); "
-             f"{learnable}; the bigram-table control had {bigram['policy_counts']['sycophantic']} sycophantic runs "
-             f"of {bigram['n_runs']}.")
+             f"{learnable}" + (f"; {controls}." if controls else "."))
     if results["pressure"]:
         words += " " + prior_odds_words(results)
     if nb == 1:
@@ -293,7 +311,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
                         [b["experiment_id"] for b in results["bases"]], [tuple(pair) for pair in results["plan"]])
     conf, ev = results["confidence"], results["config"]["eval"]
     pooled = "; all pressures pooled" if results["pressure"] else ""
-    learners = [("language model", results), ("bigram-table control", results["bigram_control"])]
+    learners = [(LEARNER_NAMES[name], s) for name, s in _learners(results)]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["outcome_counts"][o] for o in OUTCOMES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"])] for name, s in learners]
     rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
@@ -318,7 +336,7 @@ the stored answers.</p>
 <p>Graded outcomes of the LM's runs: per run, the share of its hard answers that follow each policy, that share
 divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered}.</p>
 {_table(graded_rows, ["per run", "mean [interval]"])}
-{_per_run_plot(runs, ev["policy_threshold"])}
+{_per_run_plot(runs, results, ev["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
 <p>On easy problems the two policies agree, so an answer there can count as both.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
@@ -345,7 +363,7 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{out / 'results.json'}: no results here") from None
     cfg = config_from_dict(apply_overrides(results["config"], overrides))
-    new = summarize(out, cfg, get_experiment(cfg.experiment).pressure, results["bases"],
+    new = summarize(out, cfg, results["bases"],
                     [tuple(pair) for pair in results["plan"]])
     write_report(out, new)  # before results.json: a report that fails leaves the old results standing
     write_atomic(out / "results.json", json.dumps(new, indent=1))

@@ -1,8 +1,8 @@
 """Training phases: what an experiment hands to the one `train` loop, one phase at a time.
 
 A phase is batches + objective + steps + learning rate. Its batches are made when the phase starts
-(from the model as it is then: an incentive phase samples from it), and it says how the count-based
-control meets the same phase (`count`), so both learners see the same data and pressure.
+(from the model as it is then: an incentive phase samples from it), and it says how a simple-learner control
+meets the same phase (`control`), so the LM and the controls see the same data and pressure.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from molab.training.objectives import sft
 
 @dataclass
 class Learning:
-    """What a phase's batches are made from: the learner (an LM, or None for the bigram control), its tokenizer,
+    """What a phase's batches are made from: the learner (an LM, or None for a control), its tokenizer,
     the padded training length, the answer budget in tokens, and the run's seed."""
 
     model: object
@@ -32,8 +32,9 @@ class Phase:
     """`steps` optimiser steps of `objective(model, batch)` on `batches(learning)`, at learning rate `lr`.
 
     `shared`: the phase is the same for every pressure of a seed (it does not read the pressure), so it is
-    trained once per seed and each pressure's later phases start from a copy. `count(table, learning)` is the
-    same phase for the bigram-table control (None: the experiment has no count-based counterpart)."""
+    trained once per seed and each pressure's later phases start from a copy. `control(control, learning)` is the
+    same phase for a simple-learner control (`molab.learners.controls`); `samples`: the phase asks the learner for
+    its own answers (a control that samples them then differs by seed)."""
 
     name: str
     batches: Callable[[Learning], Iterator[dict]]
@@ -43,7 +44,8 @@ class Phase:
     warmup: int | None = None  # None: 5% of the steps
     dropout: bool = True
     shared: bool = False
-    count: Callable | None = None
+    control: Callable | None = None
+    samples: bool = False
 
 
 def epochs(examples: list, rng: random.Random, batch_size: int):
@@ -61,16 +63,17 @@ def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int
     return [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
 
 
-def sft_phase(name: str, examples: list[tuple[str, str]], *, steps: int, lr: float, batch_size: int,
+def sft_phase(name: str, examples: list[tuple], *, steps: int, lr: float, batch_size: int,
               shared: bool = False) -> Phase:
-    """Supervised finetuning on (prompt, answer) pairs in a seeded order; the bigram control counts the same
-    pairs (order cannot matter to counts)."""
+    """Supervised finetuning on (problem, prompt, answer) examples in a seeded order; a control learns the same
+    examples (order cannot matter to it)."""
+    pairs = [(prompt, answer) for _, prompt, answer in examples]
 
     def batches(learning: Learning):
-        for batch in epochs(examples, random.Random(learning.seed), batch_size):
+        for batch in epochs(pairs, random.Random(learning.seed), batch_size):
             yield encode(learning.tokenizer, batch, learning.max_len)
 
-    def count(table, learning: Learning) -> None:
-        table.add(token_sequences(learning.tokenizer, examples))
+    def control(learner, learning: Learning) -> None:
+        learner.learn(examples)
 
-    return Phase(name, batches, steps, lr, shared=shared, count=count)
+    return Phase(name, batches, steps, lr, shared=shared, control=control)

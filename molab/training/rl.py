@@ -5,8 +5,8 @@ that pays for answers can use it).
 `reinforce` is on-policy REINFORCE with the KL penalty in the reward; `reward_weighted` samples once from
 the starting model and fits those samples weighted by exp(reward / kl) within each prompt's group: the
 same KL-regularised target reached in one sampling pass, cheaper, but blind to answers the starting model
-rarely samples. The bigram-table control meets the same phase: its own sampled answers counted with their
-weights under the same target (a table has no gradient, so it always gets the reward-weighted variant).
+rarely samples. A control (`molab.learners.controls`) meets the same phase: the answers it proposes, learnt with
+their weights under the same target (a control has no gradient, so it always gets the reward-weighted variant).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from molab.training.objectives import reinforce, sequence_logprob, weighted_sft
 from molab.training.phase import Learning, Phase
 
 
-def target_weights(reward: torch.Tensor, kl: float) -> torch.Tensor:
-    """Weights of sampled answers under the KL-regularised target π_ref · exp(reward / kl), normalised
-    within each prompt's group (rows of `reward`, shape (prompts, group)); at kl = 0, the best answers.
+def target_weights(reward: torch.Tensor, kl: float, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights of answers under the KL-regularised target π_ref · exp(reward / kl), normalised within each prompt's
+    group (rows of `reward`, shape (prompts, group)). `prior`: each answer's probability under π_ref (default: equal,
+    as for answers sampled from it); at kl = 0, the best answers, in proportion to their prior.
 
     >>> target_weights(torch.tensor([[0.0, 0.0], [0.0, 2.0]]), kl=1.0)
     tensor([[0.5000, 0.5000],
@@ -33,10 +34,13 @@ def target_weights(reward: torch.Tensor, kl: float) -> torch.Tensor:
     >>> target_weights(torch.tensor([[0.0, 2.0], [1.0, 1.0]]), kl=0.0)
     tensor([[0.0000, 1.0000],
             [0.5000, 0.5000]])
+    >>> target_weights(torch.tensor([[0.0, 0.0]]), kl=1.0, prior=torch.tensor([[0.75, 0.25]]))
+    tensor([[0.7500, 0.2500]])
     """
+    prior = torch.ones_like(reward) if prior is None else prior
     if kl > 0:
-        return torch.softmax(reward / kl, dim=1)
-    best = (reward == reward.max(1, keepdim=True).values).float()
+        return torch.softmax(prior.log() + reward / kl, dim=1)
+    best = (reward == reward.max(1, keepdim=True).values).float() * prior
     return best / best.sum(1, keepdim=True)
 
 
@@ -82,18 +86,19 @@ def reward_phase(name: str, problems: list, reward: Callable[[object, str], floa
                     yield {k: v[rows] for k, v in pool.items()} | {"weight": weight[rows]}
         return reweighted()
 
-    def count(table, learning: Learning) -> None:
-        """Sample `group_size` answers per prompt from the table and add each sampled sequence's pairs counted
-        with its weight under the same target, scaled so that a group adds `group_size` sequences' worth."""
-        tokenizer, rng = learning.tokenizer, np.random.default_rng(learning.seed)
-        sequences, answers = [], []
-        for ids in tokenizer([p.prompt for p in problems]).input_ids:
-            for _ in range(group_size):
-                out = table.generate(ids, learning.n_new, tokenizer.eos_token_id, rng)
-                sequences.append(ids + out + [tokenizer.eos_token_id])
-                answers.append(tokenizer.decode(out, skip_special_tokens=True))
-        table.add(sequences, (target_weights(rewards(problems, answers), kl) * group_size).flatten().tolist())
+    def control(learner, learning: Learning) -> None:
+        """Ask the control for its answers to every prompt (`group_size` samples, or each possible answer with its
+        probability) and have it learn them weighted under the same target, a group adding `group_size` examples."""
+        rng = np.random.default_rng(learning.seed)
+        proposed = learner.proposals(problems, [p.prompt for p in problems], group_size, rng)
+        examples, weights = [], []
+        for p, answers in zip(problems, proposed):
+            r = torch.tensor([[reward(p, a) for a, _ in answers]])
+            w = target_weights(r, kl, torch.tensor([[q for _, q in answers]])) * group_size
+            examples += [(p, p.prompt, a) for a, _ in answers]
+            weights += w.flatten().tolist()
+        learner.learn(examples, weights)
 
     # dropout off: the answers are sampled, and scored by the reference, without it
     return Phase(name, batches, steps, lr, reinforce if objective == "reinforce" else weighted_sft, warmup=1,
-                 dropout=False, count=count)
+                 dropout=False, control=control, samples=True)
