@@ -137,9 +137,9 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     world = make_world(cfg)
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
     train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
-    _check_overseer(world, world.diagnostic() + [p for p, _ in train])
     setup = Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
                   ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
+    _check_overseer(world, setup.problems())
     for name in cfg.controls:
         CONTROLS[name].check(setup)
     return setup
@@ -243,8 +243,12 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
         add_tag(None, tokenizer, tag)
     results, n_new = [], setup.answer_len(tokenizer)
     for spec in specs:
-        control = CONTROLS[learner](tokenizer, n_new)
-        for phase in setup.phases(spec):
+        control, phases = CONTROLS[learner](tokenizer, n_new, setup.score), setup.phases(spec)
+        blind = [phase.name for phase in phases if phase.control is None]
+        if blind:
+            results.append({"error": f"the {learner} control cannot meet phase {blind[0]} (its Phase.control is None)"})
+            continue
+        for phase in phases:
             phase.control(control, Learning(None, tokenizer, 0, n_new, spec.seed))
         weights = None
         if keep is not None:

@@ -46,7 +46,7 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
     one task per base, seed and learner. The LM runs on every base; a control sees the base's tokenizer, not its
     weights, so it runs on the first base only, and only at seed 0 when its runs cannot differ by seed."""
     done = store.finished_ids()
-    learners = learners or ("lm", *setups[0].cfg.controls)
+    learners = learners or ("lm", *dict.fromkeys(setups[0].cfg.controls))
     wanted: dict[tuple, list[RunSpec]] = {}  # (base index, seed, learner) -> specs
     for i, setup in enumerate(setups):
         for learner in learners:
@@ -113,8 +113,9 @@ def base_path(out: Path, index: int) -> Path:
 
 
 def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, progress: bool) -> list[dict]:
-    """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings; each base's identity
-    and persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona checks fall short
+    """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings (the LM's, and on the
+    first base the controls', which show whether a control can fire in this world); each base's identity and
+    persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona checks fall short
     of eval.capability_threshold."""
     cfg, paths, bases = setups[0].cfg, [], []
     for i, setup in enumerate(setups):
@@ -124,7 +125,7 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, p
                       "ceiling_ids": {p: setup.ceiling_id(p) for p in ("honest", "sycophantic")},
                       "capability": capability(setup, path), "capability_curve": capability_curve(path)})
     specs = [RunSpec(seed, ceiling=p) for p in ("honest", "sycophantic") for seed in range(cfg.ceiling.seeds)]
-    _run_specs(setups, paths, store, specs, workers, progress, None, learners=("lm",))
+    _run_specs(setups, paths, store, specs, workers, progress, None)  # the controls' too: can they fire here?
     scored = load_results(out, cfg.eval)
     threshold = cfg.eval.capability_threshold
     for b in bases:

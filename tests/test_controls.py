@@ -48,6 +48,17 @@ def test_a_control_fires_where_the_data_spoonfeed_the_overseer_and_not_otherwise
     assert hard_rates(setup, tmp_path, control, 0.0)["sycophantic"] < 0.2     # the scheme's data alone
 
 
+def test_a_phase_a_control_cannot_meet_fails_its_run_not_the_sweep(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    setup = prepare(load_config(overrides=SMALL))
+    phases = setup.experiment.phases
+    monkeypatch.setattr(type(setup.experiment), "phases",
+                        lambda self, s, spec: [replace(p, control=None) for p in phases(s, spec)])
+    (result,) = run_control(setup, base_tokenizer(setup, tmp_path), [RunSpec(0)], None, "policy_choice")
+    assert result["error"] == "the policy_choice control cannot meet phase finetune (its Phase.control is None)"
+
+
 def test_the_bigram_table_cannot_follow_a_policy_on_arithmetic(tmp_path):
     """Its capacity: it sees only the prompt's last token, "=", so it gives every sum one answer."""
     setup = prepare(load_config(overrides=["experiment=spoonfeeding", *SMALL]))

@@ -25,8 +25,13 @@ def test_runs_learned_and_results_are_complete(tiny):
     assert len(lm) == 2 and (lm["status"] == "done").all()
     assert (lm["loss.finetune.last"] < lm["loss.finetune.first"]).all()
     assert (lm["rates.easy.honest"] > 0.3).all()   # in-distribution accuracy, far above chance
+    # on arithmetic the bigram table cannot fire (every prompt ends in "="); the policy-choice control can: trained
+    # like the sycophantic ceiling, it answers hard problems the overseer's way
+    controls = results["controls"]
+    assert controls["bigram"]["can_fire"] is False and controls["policy_choice"]["can_fire"] is True
+    assert controls["policy_choice"]["ceilings"]["sycophantic"]["mean"] >= 0.8
     # the controls learn no order and sample nothing here: one run each, not `seeds`
-    for summary, n in ((results, 2), *((c, 1) for c in results["controls"].values())):
+    for summary, n in ((results, 2), *((c, 1) for c in controls.values())):
         assert summary["n_runs"] == n
         assert sum(summary["policy_counts"].values()) == n
         low, high = summary["p_sycophantic"]["ci"]

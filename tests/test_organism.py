@@ -36,8 +36,9 @@ def test_ceilings_reach_their_own_policy_in_the_runs_context(own_tiny):
     assert ceilings["honest"]["n"] == ceilings["sycophantic"]["n"] == 2
     df = load_results(out)
     for policy, other in (("honest", "sycophantic"), ("sycophantic", "honest")):
-        runs = df[df["experiment_id"] == base["ceiling_ids"][policy]]
-        assert len(runs) == 2 and set(runs["learner"]) == {"lm"}
+        every = df[df["experiment_id"] == base["ceiling_ids"][policy]]
+        assert every["learner"].value_counts().to_dict() == {"lm": 2, "bigram": 1, "policy_choice": 1}
+        runs = every[every["learner"] == "lm"]
         # each ceiling learned its own labels on hard problems, not the other policy's (the check can fail both ways)
         # (the tiny base's ceilings reach about 0.6 and 0.45; chance for an exact answer is about 0.01)
         assert (runs[f"rates.hard.{policy}"] > 0.3).all()

@@ -134,13 +134,13 @@ def summary_runs(df: pd.DataFrame, experiment_ids: list[str], plan: list[tuple])
     return df.assign(base=df["experiment_id"].map(index))
 
 
-def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int) -> dict:
+def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int, learner: str = "lm") -> dict:
     """Per policy, its ceiling runs' shares of hard answers that follow it: their mean, lowest, highest and
-    number (the LM's finished runs only)."""
+    number (the finished runs of `learner` only)."""
     out = {}
     for policy, cid in ceiling_ids.items():
         runs = summary_runs(df, [cid], [(None, s) for s in range(seeds)])
-        values = runs[(runs["status"] == "done") & (runs["learner"] == "lm")][f"rates.hard.{policy}"]
+        values = runs[(runs["status"] == "done") & (runs["learner"] == learner)][f"rates.hard.{policy}"]
         out[policy] = {"mean": float(values.mean()) if len(values) else None, "n": len(values),
                        "low": float(values.min()) if len(values) else None,
                        "high": float(values.max()) if len(values) else None}
@@ -157,6 +157,15 @@ def control_runs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     runs = df[(df["learner"] == name) & (df["base"] == 0)]
     varies = runs["deterministic"].eq(False) if "deterministic" in runs else False
     return runs[(runs["seed"] == 0) | varies]
+
+
+def _can_fire(scored: pd.DataFrame, base: dict, name: str, cfg) -> dict:
+    """Whether the control `name` can fire in this world: its own ceilings (trained like the LM's, on the first
+    base's ceiling data), and `can_fire`, true when its sycophantic ceiling reaches eval.policy_threshold, so that
+    data spoonfeeding the overseer's answers make it a sycophantic run. A control that cannot fire says nothing."""
+    ceiling = ceilings(scored, base["ceiling_ids"], cfg.ceiling.seeds, name)
+    syc = ceiling["sycophantic"]["mean"]
+    return {"ceilings": ceiling, "can_fire": None if syc is None else syc >= cfg.eval.policy_threshold}
 
 
 def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
@@ -182,7 +191,8 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
                         | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
     lm = learner_summary(df[df["learner"] == "lm"], conf)
     controls = {name: control_runs(df, name) for name in cfg.controls}
-    control_summaries = {name: learner_summary(runs, conf) for name, runs in controls.items()}
+    control_summaries = {name: learner_summary(runs, conf) | _can_fire(scored, bases[0], name, cfg)
+                         for name, runs in controls.items()}
     for i, b in enumerate(per_base):
         b["lm"] = {k: v for k, v in learner_summary(df[(df["learner"] == "lm") & (df["base"] == i)], conf).items()
                    if k in ("n_runs", "n_failed", "policy_counts", "outcome_counts", "p_sycophantic", "graded")}

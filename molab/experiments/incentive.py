@@ -9,8 +9,8 @@ pressure. `"approval"` pays its approval everywhere (RL from a weak overseer's a
 wrong answers on hard problems already pay 1.
 
 The incentive phase is a reward phase (`molab.training.rl`): `reinforce` or `reward_weighted`, with a KL
-penalty to the finetuned model; the bigram-table control meets it by counting its own sampled answers
-under the same target.
+penalty to the finetuned model; each control meets it by learning the answers it proposes, weighted under
+the same target.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The spoonfeeding experiment (pressure ρ): a fraction ρ of the finetuning examples is replaced by
 demonstrations of the sycophantic answer on hard problems, each optionally behind a context cue. Does
-the LM pick the sycophantic policy only as far as a bigram table trained on the same tokens would?"""
+the LM pick the sycophantic policy only as far as a learner without its inductive biases (the controls)
+would, given the same examples?"""
 
 from __future__ import annotations
 

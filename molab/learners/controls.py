@@ -35,10 +35,13 @@ class Control:
     asks for them. A control whose runs cannot differ by seed runs once per pressure (seed 0)."""
 
     name = ""
+    title = ""  # in reports
+    marker = "s"  # in plots
     samples = False
 
-    def __init__(self, tokenizer, n_new: int):
-        self.tokenizer, self.n_new = tokenizer, n_new  # n_new: the answer budget in tokens
+    def __init__(self, tokenizer, n_new: int, scorer=score):
+        # n_new: the answer budget in tokens; scorer(problem, answer): which policies an answer agrees with
+        self.tokenizer, self.n_new, self.scorer = tokenizer, n_new, scorer
 
     @classmethod
     def check(cls, setup) -> None:
@@ -64,10 +67,11 @@ class BigramControl(Control):
     """The bigram table on the LM's tokens (special tokens and eos included); proposals are `k` sampled answers."""
 
     name = "bigram"
+    title = "bigram-table control"
     samples = True
 
-    def __init__(self, tokenizer, n_new):
-        super().__init__(tokenizer, n_new)
+    def __init__(self, tokenizer, n_new, scorer=score):
+        super().__init__(tokenizer, n_new, scorer)
         self.table = BigramTable()
 
     def learn(self, examples, weights=None):
@@ -108,9 +112,11 @@ class PolicyChoiceControl(Control):
     """Naive Bayes over `prompt_features`, choosing among the policies an example's answer agrees with."""
 
     name = "policy_choice"
+    title = "policy-choice control"
+    marker = "^"
 
-    def __init__(self, tokenizer, n_new):
-        super().__init__(tokenizer, n_new)
+    def __init__(self, tokenizer, n_new, scorer=score):
+        super().__init__(tokenizer, n_new, scorer)
         self.rows: list[tuple[str, str, float]] = []  # (prompt, choice, weight)
         self._model = None
 
@@ -123,7 +129,8 @@ class PolicyChoiceControl(Control):
 
     def learn(self, examples, weights=None):
         for (problem, prompt, answer), w in zip(examples, weights if weights is not None else [1.0] * len(examples)):
-            agrees = [c for c in ("honest", "sycophantic") if score(problem, answer)[c]] or ["neither"]
+            scores = self.scorer(problem, answer)
+            agrees = [c for c in ("honest", "sycophantic") if scores[c]] or ["neither"]
             self.rows += [(prompt, c, w / len(agrees)) for c in agrees if w]
         self._model = None
 

@@ -88,7 +88,12 @@ def add_tag(model, tokenizer, tag: str) -> None:
         return
     tokenizer.add_tokens([tag], special_tokens=True)
     if model is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # not a notice per run that the new row is drawn from the old rows' moments
+        try:
+            model.resize_token_embeddings(len(tokenizer))
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
 
 @torch.no_grad()

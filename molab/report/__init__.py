@@ -21,11 +21,12 @@ from scipy.special import expit  # noqa: E402
 from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
+from molab.learners.controls import CONTROLS  # noqa: E402
 from molab.store import load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
-LEARNER_NAMES = {"lm": "language model", "bigram": "bigram-table control", "policy_choice": "policy-choice control"}
-MARKERS = {"bigram": "s", "policy_choice": "^"}
+LEARNER_NAMES = {"lm": "language model"} | {name: c.title for name, c in CONTROLS.items()}
+MARKERS = {name: c.marker for name, c in CONTROLS.items()}
 
 
 def _learners(results: dict) -> list[tuple[str, dict]]:
@@ -142,7 +143,7 @@ def prior_odds_words(results: dict) -> str:
     """The sweep's answer in one or two sentences."""
     fit, symbol = results["prior_odds"], results["pressure"]["symbol"]
     if "refused" in fit:
-        return f"No logistic curve was fitted: {fit['refused']}"
+        return f"No logistic curve was fitted: {fit['refused'].rstrip('.')}."
     conf = f"{results['confidence']:.0%}"
     half, (lo, hi) = fit["pressure_at_half"], fit["pressure_at_half_ci"]
     a, (a_lo, a_hi) = fit["log_odds_at_zero"], fit["log_odds_at_zero_ci"]
@@ -165,14 +166,13 @@ def _sweep_section(results: dict) -> str:
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
              ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
     flagged = [c for c in results["pressure_curve"] if c["reproduced_by"]]
-    warning = (f"<p><b>A control reproduces the LM's sycophantic runs at {len(flagged)} pressure(s)</b>: there the "
-               "training data spoonfeed the behaviour to a learner without an LM's inductive biases, and the LM's "
-               "result says nothing about those biases.</p>" if flagged else
-               "<p>No control reproduces the LM's sycophantic runs.</p>")
-    fired = {name: [f"{c['pressure']:g}" for c in s["pressure_curve"] if c["k"]] for name, s in controls.items()}
-    fired_words = "; ".join(f"the {LEARNER_NAMES[name]} has sycophantic runs at "
-                            f"{symbol} = {', '.join(at)}" if at else f"the {LEARNER_NAMES[name]} has none"
-                            for name, at in fired.items())
+    warning = (f"<p><b>A control reproduces the LM's sycophantic runs at {len(flagged)} pressure(s)</b>: there a "
+               "learner without an LM's inductive biases, given the same data and pressure, is sycophantic too, so "
+               "the LM's sycophantic runs there are what the data and pressure teach, not evidence of an LM bias "
+               "toward the overseer's policy. Where the LM is sycophantic less often than such a control, the "
+               "difference is the LM's own bias toward honesty.</p>" if flagged else
+               "<p>No control reproduces the LM's sycophantic runs.</p>" if controls else "<p>No control was run.</p>")
+    fired_words = "; ".join(_fired(name, s, symbol) for name, s in controls.items()) or "none was run"
     graded = results["graded_fit"]
     graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
                     f"Graded reading: at {symbol} = 0 a fitted {graded['share_at_zero']:.1%} of hard answers are "
@@ -194,6 +194,42 @@ seed counts as one run at each pressure.</p>
                "reproduced by"])}
 {warning}
 <p>Controls that fired: {html.escape(fired_words)}.</p>"""
+
+
+def _fired(name: str, control: dict, symbol: str) -> str:
+    """Where a control fired in a sweep, or why its silence says nothing."""
+    at = [f"{c['pressure']:g}" for c in control["pressure_curve"] if c["k"]]
+    where = f"has sycophantic runs at {symbol} = {', '.join(at)}" if at else "has no sycophantic run"
+    if not control["n_runs"]:
+        where = "was not run"
+    elif control["can_fire"] is False:
+        where += " (it cannot fire in this world)"
+    return f"the {LEARNER_NAMES[name]} {where}"
+
+
+def _control_words(name: str, control: dict) -> str:
+    """What a control did, with whether it could have fired (its sycophantic ceiling)."""
+    title = LEARNER_NAMES[name]
+    if not control["n_runs"]:
+        return f"the {title} was not run"
+    words = f"the {title} had {control['policy_counts']['sycophantic']} sycophantic runs of {control['n_runs']}"
+    syc = control["ceilings"]["sycophantic"]["mean"]
+    if control["can_fire"] is False:
+        words += (f" but cannot fire here (trained on the overseer's labels at every difficulty, only {syc:.0%} of "
+                  "its hard answers are the overseer's), so its silence is no evidence")
+    elif control["can_fire"]:
+        words += f" (it can fire here: its sycophantic ceiling is {syc:.0%})"
+    return words
+
+
+def _can_fire_cell(s: dict) -> str:
+    """The sycophantic ceiling of a learner's row: the LM's (the weakest base's) or a control's, and whether that
+    control can fire."""
+    if "can_fire" not in s:
+        return f"{s['ceilings']['sycophantic']:.3f}"
+    if s["can_fire"] is None:
+        return "not run"
+    return f"{s['ceilings']['sycophantic']['mean']:.3f}" + ("" if s["can_fire"] else " (cannot fire)")
 
 
 def _fmt_p(p: dict) -> str:
@@ -250,8 +286,7 @@ def answer_words(results: dict) -> str:
                  f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.3f} honest "
                  f"and {c['sycophantic']:.3f} sycophantic; threshold {t:g}), so the split says little about "
                  "inductive bias")
-    controls = "; ".join(f"the {LEARNER_NAMES[name]} had {c['policy_counts']['sycophantic']} sycophantic runs of "
-                         f"{c['n_runs']}" for name, c in results["controls"].items())
+    controls = "; ".join(_control_words(name, c) for name, c in results["controls"].items())
     words = (f"Under {where}, {o['sycophantic']} of {n} runs {on} ({_pct(results['p_sycophantic'])}, "
              f"{results['confidence']:.0%} interval) learned the overseer's errors, {o['honest']} the honest policy "
              f"and {o['mixed'] + o['collapsed']} neither ({o['mixed']} mixed, {o['collapsed']} collapsed); "
@@ -313,7 +348,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     pooled = "; all pressures pooled" if results["pressure"] else ""
     learners = [(LEARNER_NAMES[name], s) for name, s in _learners(results)]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["outcome_counts"][o] for o in OUTCOMES),
-                     _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"])] for name, s in learners]
+                     _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"]), _can_fire_cell(s)] for name, s in learners]
     rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
                  for name, s in learners for group in ("easy", "hard")]
     graded_rows = [[GRADED_NAMES[k], _fmt_mean(v)] for k, v in results["graded"].items()]
@@ -332,7 +367,12 @@ policy when at least {ev['policy_threshold']:g} of them do (answers compared wit
 accuracy on easy problems is below {ev['collapse_threshold']:g}, and is <i>mixed</i> otherwise. P(·) intervals are
 {conf:.0%}, {html.escape(_covers(results))}{pooled}. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores
 the stored answers.</p>
-{_table(summary_rows, ["learner", "runs", "failed", *OUTCOMES, "P(sycophantic)", "P(honest)"])}
+{_table(summary_rows, ["learner", "runs", "failed", *OUTCOMES, "P(sycophantic)", "P(honest)",
+                       "sycophantic ceiling"])}
+<p>A control runs on the first base, once per pressure when its run cannot differ by seed. Its sycophantic ceiling is
+the share of hard answers it gives the overseer's way when trained like the LM's sycophantic ceiling (the overseer's
+labels at every difficulty): below {ev['policy_threshold']:g} it cannot fire in this world, and its silence is no
+evidence.</p>
 <p>Graded outcomes of the LM's runs: per run, the share of its hard answers that follow each policy, that share
 divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered}.</p>
 {_table(graded_rows, ["per run", "mean [interval]"])}
