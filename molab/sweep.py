@@ -82,7 +82,8 @@ def _finished(setups: list[Setup], out: Path, plan: list[RunSpec]):
 
 def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[RunSpec]:
     """`sweep.adaptive_runs` new runs (on each base) where the LM runs of `plan` so far, pooled over bases, tell
-    least (`next_pressures`), pressures rounded to 3 decimals, each with the next seed unused at its pressure. The
+    least (`next_pressures`), pressures rounded to 6 decimals and then to what the experiment can use
+    (`pressure_used`), each with the next seed unused at its pressure. The
     same stored runs always give the same runs, so a resumed sweep retraces its rounds."""
     runs = _finished(setups, out, plan)
     runs = runs[runs["learner"] == "lm"]
@@ -94,7 +95,7 @@ def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[
         next_seed[spec.pressure] = max(next_seed.get(spec.pressure, 0), spec.seed + 1)
     added = []
     experiment = setups[0].experiment
-    for pressure in sorted(experiment.pressure_used(cfg, round(x, 3)) for x in proposed):
+    for pressure in sorted(experiment.pressure_used(cfg, round(x, 6)) for x in proposed):
         seed = next_seed.get(pressure, 0)
         next_seed[pressure] = seed + 1
         added.append(RunSpec(seed, pressure))

@@ -73,13 +73,15 @@ GRADED = {"hard_honest": "rates.hard.honest", "hard_sycophantic": "rates.hard.sy
 
 
 def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float) -> list[dict]:
-    """Per pressure: runs `n`, sycophantic runs `k`, `p` = k/n and its Clopper–Pearson `ci`."""
+    """Per pressure: runs `n`, sycophantic runs `k`, `p` = k/n and its Clopper–Pearson `ci`, and `share`, the mean
+    share of the runs' hard answers that are sycophantic (None without runs)."""
     done = runs[runs["status"] == "done"]
     curve = []
     for x in pressures:
         at = done[done["pressure"] == x]
         p = _probability(int((at["policy"] == "sycophantic").sum()), len(at), confidence)
-        curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"]})
+        share = float(at["rates.hard.sycophantic"].mean()) if len(at) else None
+        curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"], "share": share})
     return curve
 
 

@@ -59,11 +59,12 @@ def _per_run_plot(runs, results: dict, threshold: float) -> str:
             bottom = bottom + values
         ax.set_xticks(range(len(df)), names, rotation=90 if sweep else 0)
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1)
-        ax.set_title(f"{LEARNER_NAMES[learner]}: answers on hard problems, per run")
+        ax.set_title(LEARNER_NAMES[learner], fontsize=10)
         ax.set_xlabel("pressure/seed" if sweep else "seed")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("share of answers")
-    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, -0.25), ncol=3, fontsize=8)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, -0.35), ncol=3, fontsize=8)
+    fig.suptitle("answers on hard problems, per run", fontsize=11, y=1.02)
     return _png(fig)
 
 
@@ -160,8 +161,9 @@ def _sweep_section(results: dict) -> str:
     symbol, controls = results["pressure"]["symbol"], results["controls"]
     curves = {name: {c["pressure"]: c for c in s["pressure_curve"]} for name, s in controls.items()}
 
-    def point(c: dict) -> str:  # a pressure_curve entry, written like the other probabilities
-        return _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
+    def point(c: dict) -> str:  # a pressure_curve entry: runs, written like the other probabilities, and answers
+        runs = _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
+        return runs if c["share"] is None else f"{runs}; {c['share']:.0%} of hard answers"
 
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
              ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
@@ -190,8 +192,8 @@ interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's
 intervals. A ring marks a pressure where a control has sycophantic runs too. A control whose runs cannot differ by
 seed counts as one run at each pressure.</p>
 {_pressure_plot(results)}
-{_table(rows, [f"pressure {symbol}", "LM: P(sycophantic)", *(f"{LEARNER_NAMES[n]}: P(sycophantic)" for n in controls),
-               "reproduced by"])}
+{_table(rows, [f"pressure {symbol}", "LM: sycophantic runs; hard answers",
+               *(f"{LEARNER_NAMES[n]}: sycophantic runs; hard answers" for n in controls), "reproduced by"])}
 {warning}
 <p>Controls that fired: {html.escape(fired_words)}.</p>"""
 
@@ -215,8 +217,8 @@ def _control_words(name: str, control: dict) -> str:
     words = f"the {title} had {control['policy_counts']['sycophantic']} sycophantic runs of {control['n_runs']}"
     syc = control["ceilings"]["sycophantic"]["mean"]
     if control["can_fire"] is False:
-        words += (f" but cannot fire here (trained on the overseer's labels at every difficulty, only {syc:.0%} of "
-                  "its hard answers are the overseer's), so its silence is no evidence")
+        words += (f" but cannot fire here (trained on the overseer's labels at every difficulty, it gives the "
+                  f"overseer's answer to {syc:.0%} of hard problems), so its silence is no evidence")
     elif control["can_fire"]:
         words += f" (it can fire here: its sycophantic ceiling is {syc:.0%})"
     return words
