@@ -8,10 +8,12 @@ from pathlib import Path
 
 from molab.analysis.policy import EquivalenceError
 from molab.config import ConfigError, keys_markdown, load_config
+from molab.execution import WorkerDied
+from molab.store import FolderInUse
 from molab.worlds import WorldError
 
 DEMO_OUT = "runs/demo"
-BAD_INPUT = (ConfigError, WorldError, EquivalenceError)  # each says what is wrong in one line
+BAD_INPUT = (ConfigError, WorldError, EquivalenceError, FolderInUse)  # each says what is wrong in one line
 
 
 def _finish(work, out: str) -> int:
@@ -21,6 +23,9 @@ def _finish(work, out: str) -> int:
     except BAD_INPUT as e:
         print(f"molab: error: {e}", file=sys.stderr)
         return 2
+    except WorkerDied as e:  # finished runs are stored; the same command resumes the rest
+        print(f"molab: error: {e}", file=sys.stderr)
+        return 1
     _print_summary(results)
     print(f"molab: report at {Path(out) / 'report.html'}")
     return 0

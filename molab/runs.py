@@ -260,11 +260,17 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
 
 
 def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[dict]:
-    """One learner's runs of one seed (one per pressure) as records for the store; a diverging loss is a failed
-    run, not a crash. Each record's `seconds` is an equal share of the task's time."""
+    """One learner's runs of one seed (one per pressure) as records for the store; a diverging loss, or any error
+    a run raises, is a failed run (its error: the exception's type and last line), not a crash. Each record's
+    `seconds` is an equal share of the task's time."""
     setup, base, learner, specs, keep = task
     start = time.time()
-    results = run_lm(setup, base, specs, keep) if learner == "lm" else run_control(setup, base, specs, keep, learner)
+    try:
+        results = (run_lm(setup, base, specs, keep) if learner == "lm" else
+                   run_control(setup, base, specs, keep, learner))
+    except Exception as e:  # noqa: BLE001 (a run that raises is a failed run; the sweep goes on)
+        last = (str(e).strip().splitlines() or [""])[-1]
+        results = [{"error": f"{type(e).__name__}: {last}"}] * len(specs)
     seconds = (time.time() - start) / len(specs)
     return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id_of(spec),
              "learner": learner, "seed": spec.seed, "pressure": spec.pressure,

@@ -14,19 +14,23 @@ threshold or answer equivalence needs no retraining.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import sqlite3
-import zlib
 import subprocess
 import time
-from contextlib import closing
+import zlib
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 STORE = "molab.sqlite"
+LOCK = "molab.lock"
 PACKAGES = ("molab", "torch", "transformers", "tokenizers", "numpy", "scipy", "statsmodels", "pandas")
 
 SCHEMA = """
@@ -60,6 +64,38 @@ CREATE TABLE IF NOT EXISTS problem_sets (
 );
 """
 ADDED_COLUMNS = {"pressure": "REAL", "weights": "TEXT", "problem_set": "TEXT"}  # absent from older stores
+
+
+class FolderInUse(RuntimeError):
+    """Another molab process holds the output folder; the message is one line naming it and the holder."""
+
+
+@contextmanager
+def holding(out: str | Path) -> Iterator[None]:
+    """Hold the output folder `out` (created if missing) for the duration: a second molab process on the same
+    folder raises FolderInUse instead of interleaving with this one. The hold is an OS lock on out/molab.lock,
+    which the OS releases when its holder dies, even by kill -9, so a lock left behind never blocks; the file
+    names the holder (pid, host, start time) for the refusal's message."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "a process that has not yet written its pid"
+        f.close()
+        raise FolderInUse(f"{out}: in use by another molab process ({holder}); wait for it to finish, or use "
+                          "another --out") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        f.flush()
+        yield
+    finally:
+        f.truncate(0)
+        f.close()
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -22,7 +22,7 @@ from molab.config import ExperimentConfig
 from molab.execution import run_all
 from molab.experiments import RunSpec
 from molab.runs import Setup, deterministic, execute, prepare, run_id
-from molab.store import Store, load_results, write_atomic
+from molab.store import Store, holding, load_results, write_atomic
 
 
 def write_data(setup: Setup, out: Path) -> None:
@@ -62,16 +62,16 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
             tasks.append((setups[i], paths[i], learner, todo, keep))
     total, n_todo = sum(map(len, wanted.values())), sum(len(t[3]) for t in tasks)
     what = "ceiling runs" if specs and specs[0].ceiling else "runs"
-    bar = tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
-               disable=not progress)
-    for records in run_all(execute, tasks, workers):
-        for record in records:
-            store.record(**record)
-            if record["status"] == "failed":
-                where = "" if record["pressure"] is None else f" pressure {record['pressure']}"
-                tqdm.write(f"molab: run {record['learner']} seed {record['seed']}{where} failed: {record['error']}")
-        bar.update(len(records))
-    bar.close()
+    with tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
+              disable=not progress) as bar:
+        for records in run_all(execute, tasks, workers):
+            for record in records:
+                store.record(**record)
+                if record["status"] == "failed":
+                    where = "" if record["pressure"] is None else f" pressure {record['pressure']}"
+                    tqdm.write(f"molab: run {record['learner']} seed {record['seed']}{where} failed: "
+                               f"{record['error']}")
+            bar.update(len(records))
 
 
 def _finished(setups: list[Setup], out: Path, plan: list[RunSpec]):
@@ -141,13 +141,18 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, p
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Run (or resume) the whole experiment under `out`; returns what results.json holds."""
-    from molab.report import write_report
-
     setups = [prepare(c) for c in base_configs(cfg)]  # fails on bad input before anything is written
     setup = setups[0]
     setup.score(setup.diagnostic[0], setup.diagnostic[0].honest)  # so does an answer equivalence that raises
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with holding(out):  # a second molab process on this folder refuses rather than interleaving
+        return _run_held(setups, Path(out), workers, progress)
+
+
+def _run_held(setups: list[Setup], out: Path, workers: int, progress: bool) -> dict:
+    """`run_experiment` once the output folder is held."""
+    from molab.report import write_report
+
+    setup, cfg = setups[0], setups[0].cfg
     write_data(setup, out)
     store = Store(out)
     store.add_problems(setup.problem_set, setup.diagnostic)

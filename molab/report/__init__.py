@@ -22,7 +22,7 @@ from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
 from molab.learners.controls import CONTROLS  # noqa: E402
-from molab.store import load_results, write_atomic  # noqa: E402
+from molab.store import holding, load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
 LEARNER_NAMES = {"lm": "language model"} | {name: c.title for name, c in CONTROLS.items()}
@@ -405,8 +405,8 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{out / 'results.json'}: no results here") from None
     cfg = config_from_dict(apply_overrides(results["config"], overrides))
-    new = summarize(out, cfg, results["bases"],
-                    [tuple(pair) for pair in results["plan"]])
-    write_report(out, new)  # before results.json: a report that fails leaves the old results standing
-    write_atomic(out / "results.json", json.dumps(new, indent=1))
+    with holding(out):  # not while a molab run writes this folder
+        new = summarize(out, cfg, results["bases"], [tuple(pair) for pair in results["plan"]])
+        write_report(out, new)  # before results.json: a report that fails leaves the old results standing
+        write_atomic(out / "results.json", json.dumps(new, indent=1))
     return new
