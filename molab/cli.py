@@ -34,7 +34,14 @@ def _finish(work, out: str) -> int:
 def _run(config: str | None, out: str, overrides: list[str], workers: int) -> int:
     from molab.sweep import run_experiment
 
-    return _finish(lambda: run_experiment(load_config(config, overrides), out, workers=workers), out)
+    def work():
+        if not out.strip():
+            raise ConfigError("--out: empty; name the output folder")
+        if workers < 1:
+            raise ConfigError(f"--workers: {workers}; at least 1 (1 runs everything in this process)")
+        return run_experiment(load_config(config, overrides), out, workers=workers)
+
+    return _finish(work, out)
 
 
 def _report(out: str, overrides: list[str]) -> int:

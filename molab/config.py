@@ -261,7 +261,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     key, raw = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as e:
+        if raw.strip()[:1] in ("'", '"', "[", "{"):  # meant as TOML, and broken
+            raise ConfigError(f"--set {item}: not a valid TOML value ({e})") from None
         value = raw  # a bare word is a string
     return key.strip().split("."), value
 
@@ -293,6 +295,16 @@ def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
                               f"got {pressures[-1]:g}")
     if cfg.base and cfg.bases > 1:
         raise ConfigError(f"bases: {cfg.bases} bases need pretraining, but base is a local checkpoint ({cfg.base})")
+    if cfg.base and not (Path(cfg.base) / "config.json").is_file():
+        what = "is not a transformers checkpoint (no config.json)" if Path(cfg.base).is_dir() else "does not exist"
+        raise ConfigError(f"base: {cfg.base} {what}")
+    m = cfg.model
+    for key in ("honest_tag", "sycophantic_tag"):
+        if not getattr(m, key).strip():
+            raise ConfigError(f"model.{key}: empty; each persona needs a tag, or it would be the runs' neutral prompt")
+    if m.honest_tag == m.sycophantic_tag:
+        raise ConfigError(f"model.sycophantic_tag: the same as model.honest_tag ({m.honest_tag!r}); the two personas "
+                          "need different tags")
     if cfg.model.width % cfg.model.heads:
         raise ConfigError(f"model.heads: {cfg.model.heads} does not divide model.width {cfg.model.width}")
     if cfg.world.kind == "jsonl":
@@ -338,9 +350,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     data: dict = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a directory, not a config file") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML ({e})") from None
     return config_from_dict(apply_overrides(data, overrides))

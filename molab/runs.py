@@ -9,6 +9,7 @@ experiment it runs: the experiment supplies datasets, phases, conditions and sco
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -56,6 +57,7 @@ class Setup:
         """Everything a run's result depends on but its seed, pressure and learner: the shared sections
         (less those that change no run), the experiment's name and identity, the world file and the base."""
         shared = {k: v for k, v in to_dict(self.cfg).items() if k in _shared_sections()}
+        shared["world"] = to_dict(self.world_config)
         return config_hash(shared, self.cfg.experiment, self.experiment.identity(self.cfg), self.world_file,
                            self.base_key)
 
@@ -70,8 +72,14 @@ class Setup:
             return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.identity(cfg)]
-        return config_hash(cfg.world, cfg.overseer, cfg.model, cfg.eval.capability_threshold, self.world_file,
+        return config_hash(self.world_config, cfg.overseer, cfg.model, cfg.eval.capability_threshold, self.world_file,
                            __version__, *own)
+
+    @property
+    def world_config(self):
+        """The world section as runs depend on it: a JSONL world's file by its content (`world_file`), not by the path
+        that names it, so the same file named another way is the same world."""
+        return dataclasses.replace(self.cfg.world, path=None)
 
     @cached_property
     def runs_prompt(self):
@@ -82,7 +90,7 @@ class Setup:
         """The ceiling runs' experiment id: what they depend on (world, overseer, model, finetuning, the scheme's
         pool and size, the experiment's prompt and tags, the base), not the scheme's labels or the pressure."""
         c, s = self.cfg, self.cfg.scheme
-        return config_hash(c.world, c.overseer, c.model, c.finetune, [s.n_train, s.digits, s.operations],
+        return config_hash(self.world_config, c.overseer, c.model, c.finetune, [s.n_train, s.digits, s.operations],
                            [self.runs_prompt(p) for p in self.diagnostic[:8]], self.experiment.tags(c), self.world_file,
                            self.base_key, "ceiling", policy)
 

@@ -66,6 +66,29 @@ CREATE TABLE IF NOT EXISTS problem_sets (
 ADDED_COLUMNS = {"pressure": "REAL", "weights": "TEXT", "problem_set": "TEXT"}  # absent from older stores
 
 
+def check_folder(out: str | Path) -> None:
+    """Refuse (ConfigError, one line) an output folder molab cannot use, before anything is written: a path that is
+    or lies under a file, a folder it may not write in, or a molab.sqlite there that is not a molab store."""
+    from molab.config import ConfigError
+
+    out = Path(out)
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: cannot write in {existing} (permission denied)")
+    store = out / STORE
+    if store.exists():
+        try:
+            with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"{store}: not a SQLite database ({e}); move it away or use another --out") from None
+        if tables and "runs" not in tables:
+            raise ConfigError(f"{store}: a SQLite database but not molab's store (no runs table); move it away or "
+                              "use another --out")
+
+
 class FolderInUse(RuntimeError):
     """Another molab process holds the output folder; the message is one line naming it and the holder."""
 

@@ -22,7 +22,7 @@ from molab.config import ExperimentConfig
 from molab.execution import run_all
 from molab.experiments import RunSpec
 from molab.runs import Setup, deterministic, execute, prepare, run_id
-from molab.store import Store, holding, load_results, write_atomic
+from molab.store import Store, check_folder, holding, load_results, write_atomic
 
 
 def write_data(setup: Setup, out: Path) -> None:
@@ -144,6 +144,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, pro
     setups = [prepare(c) for c in base_configs(cfg)]  # fails on bad input before anything is written
     setup = setups[0]
     setup.score(setup.diagnostic[0], setup.diagnostic[0].honest)  # so does an answer equivalence that raises
+    check_folder(out)
     with holding(out):  # a second molab process on this folder refuses rather than interleaving
         return _run_held(setups, Path(out), workers, progress)
 

@@ -44,7 +44,7 @@ def test_garbled_line_names_file_line_and_field(tmp_path, bad, message):
 
 def test_prompt_in_both_splits_is_refused(tmp_path):
     path = write(tmp_path, [json.dumps(ROW | {"split": "diagnostic"}), json.dumps(ROW | {"split": "train"})])
-    with pytest.raises(WorldFileError, match="in both splits"):
+    with pytest.raises(WorldFileError, match=r":2: prompt '.*' is already at line 1"):
         JsonlWorld(path)
 
 

@@ -22,7 +22,7 @@ from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
 from molab.learners.controls import CONTROLS  # noqa: E402
-from molab.store import holding, load_results, write_atomic  # noqa: E402
+from molab.store import STORE, holding, load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
 LEARNER_NAMES = {"lm": "language model"} | {name: c.title for name, c in CONTROLS.items()}
@@ -402,8 +402,13 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
                               f"changing {key} changes the runs and needs `molab run`")
     try:
         results = json.loads((out / "results.json").read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{out / 'results.json'}: no results here") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{out / 'results.json'}: not valid JSON ({e}); run the experiment again to rewrite "
+                          "it") from None
+    if not (out / STORE).is_file():
+        raise ConfigError(f"{out}: no {STORE} here, so no answers to re-score")
     cfg = config_from_dict(apply_overrides(results["config"], overrides))
     with holding(out):  # not while a molab run writes this folder
         new = summarize(out, cfg, results["bases"], [tuple(pair) for pair in results["plan"]])

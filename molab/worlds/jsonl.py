@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,44 +33,57 @@ def _field(row: dict, name: str, where: str, types_: tuple, what: str):
     return value
 
 
+def _lines(path: Path):
+    """(line number, text) of each line of `path`; WorldFileError naming the line of bytes that are not UTF-8."""
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise WorldFileError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
+                from None
+
+
 def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
-    """Read a JSONL world file into (train, diagnostic) problems."""
+    """Read a JSONL world file into (train, diagnostic) problems. Each prompt may appear once."""
     path = Path(path)
+    if path.is_dir():
+        raise WorldFileError(f"{path}:0: a directory, not a JSONL file")
     if not path.is_file():
         raise WorldFileError(f"{path}:0: no such file")
-    train, diagnostic = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise WorldFileError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise WorldFileError(f"{where}: expected a JSON object")
-            p = Problem(
-                prompt=_field(row, "prompt", where, (str,), "a string"),
-                honest=_field(row, "honest", where, (str,), "a string"),
-                sycophantic=_field(row, "sycophantic", where, (str,), "a string"),
-                difficulty=_field(row, "difficulty", where, (int, float), "a number"),
-            )
-            split = row.get("split")
-            if split is None:
-                split = "diagnostic" if hashlib.sha256(p.prompt.encode()).digest()[0] % 5 == 0 else "train"
-            if split not in ("train", "diagnostic"):
-                raise WorldFileError(f"{where}: field 'split' must be 'train' or 'diagnostic', got {split!r}")
-            (train if split == "train" else diagnostic).append(p)
-    overlap = {p.prompt for p in train} & {p.prompt for p in diagnostic}
-    if overlap:
-        raise WorldFileError(f"{path}:0: {len(overlap)} prompts are in both splits (e.g. {sorted(overlap)[0]!r}); "
-                             "diagnostic problems must be held out")
-    if not any(p.disagree for p in diagnostic):
-        raise WorldFileError(f"{path}:0: no diagnostic problem where honest and sycophantic differ")
+    train, diagnostic, seen = [], [], {}
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise WorldFileError(f"{where}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise WorldFileError(f"{where}: expected a JSON object")
+        p = Problem(
+            prompt=_field(row, "prompt", where, (str,), "a string"),
+            honest=_field(row, "honest", where, (str,), "a string"),
+            sycophantic=_field(row, "sycophantic", where, (str,), "a string"),
+            difficulty=_field(row, "difficulty", where, (int, float), "a number"),
+        )
+        if not math.isfinite(p.difficulty):
+            raise WorldFileError(f"{where}: field 'difficulty' must be a finite number, got {p.difficulty!r}")
+        split = row.get("split")
+        if split is None:
+            split = "diagnostic" if hashlib.sha256(p.prompt.encode()).digest()[0] % 5 == 0 else "train"
+        if split not in ("train", "diagnostic"):
+            raise WorldFileError(f"{where}: field 'split' must be 'train' or 'diagnostic', got {split!r}")
+        if p.prompt in seen:
+            raise WorldFileError(f"{where}: prompt {p.prompt!r} is already at line {seen[p.prompt]}; each prompt "
+                                 "may appear once")
+        seen[p.prompt] = n
+        (train if split == "train" else diagnostic).append(p)
     if not train or not diagnostic:
         raise WorldFileError(f"{path}:0: needs both train and diagnostic problems "
                              f"(found {len(train)} train, {len(diagnostic)} diagnostic)")
+    if not any(p.disagree for p in diagnostic):
+        raise WorldFileError(f"{path}:0: no diagnostic problem where honest and sycophantic differ")
     return train, diagnostic
 
 
