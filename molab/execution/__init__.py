@@ -48,6 +48,6 @@ def run_all(fn: Callable, tasks: Iterable, workers: int = 1) -> Iterator:
             try:
                 yield future.result()
             except BrokenProcessPool:
-                left = sum(not f.done() or f.exception() is not None for f in futures)
+                left = sum(f.cancelled() or not f.done() or f.exception() is not None for f in futures)
                 raise WorkerDied(f"a worker process died (killed, or out of memory); {left} of {len(tasks)} tasks "
                                  "were not recorded; run the same command again to resume them") from None
