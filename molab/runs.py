@@ -238,9 +238,11 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
 
 # ---------------------------------------------------------------- the simple-learner controls
 
-def deterministic(setup: Setup, learner: str, spec: RunSpec) -> bool:
-    """Whether a control's run cannot differ by seed: it samples nothing, or no phase asks it to."""
-    return not (CONTROLS[learner].samples and any(phase.samples for phase in setup.phases(spec)))
+def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None) -> bool:
+    """Whether a control's run cannot differ by seed: it samples nothing, or no phase asks it to (`phases`: the
+    run's phases, when already built)."""
+    phases = setup.phases(spec) if phases is None else phases
+    return not (CONTROLS[learner].samples and any(phase.samples for phase in phases))
 
 
 def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:
@@ -256,14 +258,15 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
         if blind:
             results.append({"error": f"the {learner} control cannot meet phase {blind[0]} (its Phase.control is None)"})
             continue
+        learning = Learning(None, tokenizer, 0, n_new, spec.seed)
         for phase in phases:
-            phase.control(control, Learning(None, tokenizer, 0, n_new, spec.seed))
+            phase.control(control, learning)
         weights = None
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             weights = control.save(keep / run_id(setup, learner, spec))
         results.append({"answers": _answers(setup, spec, control.answer), "weights": weights,
-                        "metrics": {"deterministic": deterministic(setup, learner, spec)}})
+                        "metrics": {"deterministic": deterministic(setup, learner, spec, phases)}})
     return results
 
 

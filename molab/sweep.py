@@ -49,9 +49,7 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
     learners = learners or ("lm", *dict.fromkeys(setups[0].cfg.controls))
     wanted: dict[tuple, list[RunSpec]] = {}  # (base index, seed, learner) -> specs
     for i, setup in enumerate(setups):
-        for learner in learners:
-            if learner != "lm" and i > 0:
-                continue
+        for learner in [name for name in learners if name == "lm" or i == 0]:
             for spec in specs:
                 if learner == "lm" or spec.seed == 0 or not deterministic(setup, learner, spec):
                     wanted.setdefault((i, spec.seed, learner), []).append(spec)

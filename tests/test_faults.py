@@ -21,12 +21,12 @@ from molab.cli import main
 from molab.store import holding
 
 FAST = [*TINY, "model.pretrain_steps=300", "finetune.steps=40", "ceiling.seeds=1", "scheme.n_train=100"]
+SETS = [arg for item in FAST for arg in ("--set", item)]
 
 
 def start(out: Path, workers: int = 2) -> subprocess.Popen:
-    sets = [arg for item in FAST for arg in ("--set", item)]
     return subprocess.Popen([sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", str(workers),
-                             *sets], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *SETS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -50,6 +50,17 @@ def wait_until(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         assert proc.poll() is None, f"molab ended before the point to kill it: {proc.stderr.read()[-2000:]}"
         assert time.time() < end, "timed out waiting for the point to kill molab"
         time.sleep(0.1)
+
+
+def resume_and_compare(out: Path, reference: dict) -> None:
+    """Run the same command again to the end: every run recorded before is still there, none twice, and
+    results.json is the uninterrupted run's."""
+    before = set(run_ids(out))
+    code, err = finish(start(out))
+    assert code == 0, err
+    after = run_ids(out)
+    assert before <= set(after) and len(after) == len(set(after))
+    assert json.loads((out / "results.json").read_text()) == reference
 
 
 def workers_of(pid: int) -> list[int]:
@@ -86,12 +97,7 @@ def test_killing_the_driver_loses_nothing_duplicates_nothing_and_leaves_no_worke
         proc.wait()
         time.sleep(3)   # a worker notices its driver is gone within a second
         assert not [pid for pid in pool if alive(pid)]
-    before = set(run_ids(out))
-    code, err = finish(start(out))
-    assert code == 0, err
-    after = run_ids(out)
-    assert before <= set(after) and len(after) == len(set(after))
-    assert json.loads((out / "results.json").read_text()) == reference
+    resume_and_compare(out, reference)
 
 
 def test_a_killed_worker_stops_the_sweep_in_one_line_and_the_same_command_resumes(reference, tmp_path):
@@ -102,12 +108,7 @@ def test_a_killed_worker_stops_the_sweep_in_one_line_and_the_same_command_resume
     code, err = finish(proc)
     lines = err.strip().splitlines()
     assert code == 1 and lines[-1].startswith("molab: error: a worker process died"), err
-    before = set(run_ids(out))
-    code, err = finish(start(out))
-    assert code == 0, err
-    after = run_ids(out)
-    assert before <= set(after) and len(after) == len(set(after))
-    assert json.loads((out / "results.json").read_text()) == reference
+    resume_and_compare(out, reference)
 
 
 def test_a_second_molab_on_the_same_folder_refuses_and_a_dead_holder_blocks_nobody(tmp_path, capsys):
@@ -115,7 +116,7 @@ def test_a_second_molab_on_the_same_folder_refuses_and_a_dead_holder_blocks_nobo
     proc = start(out, workers=1)
     wait_until(lambda: (out / "molab.lock").exists() and (out / "molab.lock").read_text(), proc)
     capsys.readouterr()
-    assert main(["demo", "--out", str(out), *[a for item in FAST for a in ("--set", item)]]) == 2
+    assert main(["demo", "--out", str(out), *SETS]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"molab: error: {out}: in use by another molab process (pid {proc.pid}")
     os.kill(proc.pid, signal.SIGKILL)

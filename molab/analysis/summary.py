@@ -191,19 +191,19 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
                         | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
-    lm = learner_summary(df[df["learner"] == "lm"], conf)
+    lm_runs = df[df["learner"] == "lm"]
+    lm = learner_summary(lm_runs, conf)
     controls = {name: control_runs(df, name) for name in cfg.controls}
     control_summaries = {name: learner_summary(runs, conf) | _can_fire(scored, bases[0], name, cfg)
                          for name, runs in controls.items()}
     for i, b in enumerate(per_base):
-        b["lm"] = {k: v for k, v in learner_summary(df[(df["learner"] == "lm") & (df["base"] == i)], conf).items()
+        b["lm"] = {k: v for k, v in learner_summary(lm_runs[lm_runs["base"] == i], conf).items()
                    if k in ("n_runs", "n_failed", "policy_counts", "outcome_counts", "p_sycophantic", "graded")}
     if pressure is not None:
         pressures = sorted({p for p, _ in plan})
         for name, runs in controls.items():
             control_summaries[name]["pressure_curve"] = pressure_curve(runs, pressures, conf)
             control_summaries[name]["prior_odds"] = prior_odds(runs, conf)
-        lm_runs = df[df["learner"] == "lm"]
         lm["pressure_curve"] = [point | {"reproduced_by": [name for name, c in control_summaries.items()
                                                            if point["k"] and c["pressure_curve"][j]["k"]]}
                                 for j, point in enumerate(pressure_curve(lm_runs, pressures, conf))]

@@ -220,7 +220,7 @@ def _control_words(name: str, control: dict) -> str:
         words += (f" but cannot fire here (trained on the overseer's labels at every difficulty, it gives the "
                   f"overseer's answer to {syc:.0%} of hard problems), so its silence is no evidence")
     elif control["can_fire"]:
-        words += f" (it can fire here: its sycophantic ceiling is {syc:.0%})"
+        words += f" (it can fire here: its sycophantic ceiling is {syc:.1%})"
     return words
 
 
