@@ -19,7 +19,7 @@ import time
 import torch
 
 from molab.config import load_config
-from molab.experiments.oversight import _max_len, prepare
+from molab.runs import prepare
 from molab.learners.lm import build_model, encode, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
@@ -50,7 +50,7 @@ def main() -> None:
     setup = prepare(cfg)
     m = cfg.model
     tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
-    max_len = _max_len(tokenizer, setup.diagnostic)
+    max_len = setup.max_len(tokenizer)
     model = build_model(m, tokenizer, max_len)
     stream = make_world(cfg).stream(random.Random(0))
     batch = encode(tokenizer, [(m.honest_tag + p.prompt, p.honest) for p, _ in zip(stream, range(m.batch_size))],

@@ -1,6 +1,13 @@
 """molab: model-organism experiments on the inductive biases of language models under oversight."""
 
+import os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that spin while they wait for each other lose every time slice another process takes: beside one
+# busy process, training falls 20-fold rather than 2-fold. Passive waiting costs little alone (bench/busy_machine.py);
+# it counts only if set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load_results(out, eval=None):
@@ -17,11 +24,13 @@ def load_answers(out):
     return _load(out)
 
 
-def run_experiment(cfg, out, workers: int = 1, progress: bool = True) -> dict:
-    """Run (or resume) the experiment `cfg` describes under `out` (see molab.sweep)."""
+def run_experiment(cfg, out, executor=None, progress: bool = True) -> dict:
+    """Run (or resume) the experiment `cfg` describes under `out`, its runs on `executor` (a
+    molab.execution.Executor; default: in this process). See molab.sweep."""
+    from molab.execution import Executor
     from molab.sweep import run_experiment as _run
 
-    return _run(cfg, out, workers, progress)
+    return _run(cfg, out, executor or Executor(), progress)
 
 
 __all__ = ["__version__", "load_answers", "load_results", "run_experiment"]

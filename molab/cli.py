@@ -8,12 +8,12 @@ from pathlib import Path
 
 from molab.analysis.policy import EquivalenceError
 from molab.config import ConfigError, keys_markdown, load_config
-from molab.execution import WorkerDied
+from molab.execution import Executor, ExecutorError, WorkerDied
 from molab.store import FolderInUse
 from molab.worlds import WorldError
 
 DEMO_OUT = "runs/demo"
-BAD_INPUT = (ConfigError, WorldError, EquivalenceError, FolderInUse)  # each says what is wrong in one line
+BAD_INPUT = (ConfigError, WorldError, EquivalenceError, FolderInUse, ExecutorError)  # each says what is wrong in one line
 
 
 def _finish(work, out: str) -> int:
@@ -31,17 +31,16 @@ def _finish(work, out: str) -> int:
     return 0
 
 
-def _run(config: str | None, out: str, overrides: list[str], workers: int) -> int:
+def _run(config: str | None, args: argparse.Namespace) -> int:
     from molab.sweep import run_experiment
 
     def work():
-        if not out.strip():
+        if not args.out.strip():
             raise ConfigError("--out: empty; name the output folder")
-        if workers < 1:
-            raise ConfigError(f"--workers: {workers}; at least 1 (1 runs everything in this process)")
-        return run_experiment(load_config(config, overrides), out, workers=workers)
+        executor = Executor(args.executor, args.workers, args.threads, args.address)
+        return run_experiment(load_config(config, args.overrides), args.out, executor)
 
-    return _finish(work, out)
+    return _finish(work, args.out)
 
 
 def _report(out: str, overrides: list[str]) -> int:
@@ -62,11 +61,21 @@ def _print_summary(results: dict) -> None:
         print(f"molab: {results['n_failed']} runs failed (see the store's error column)")
 
 
+def _executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes for the runs (1 = in this "
+                        "process)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for pretraining and for each run "
+                        "(default: the cores shared among the workers; 1 per Ray task)")
+    parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
+                        "processes) or ray (a Ray cluster; molab starts a local one without --address)")
+    parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "
+                        "head; its nodes must see the output folder (a shared filesystem) and have molab installed")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="molab", description="Model-organism experiments: does training "
                                      "under an oversight scheme pick the honest or the sycophantic policy?")
     sub = parser.add_subparsers(dest="command", required=True)
-    workers_help = "local worker processes for the runs (1 = in this process)"
 
     run = sub.add_parser("run", help="run (or resume) the experiment a TOML config describes",
                          description="Run or resume an experiment. Config keys: see `molab keys`.")
@@ -74,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", required=True, help="output folder (store, results.json, report.html)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set seeds=32 --set scheme.labeler=gold")
-    run.add_argument("--workers", type=int, default=1, help=workers_help)
+    _executor_arguments(run)
 
     demo = sub.add_parser("demo", help="run the embedded default experiment (CPU, a few minutes)")
     demo.add_argument("--out", default=DEMO_OUT, help=f"output folder (default {DEMO_OUT})")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key of the default")
-    demo.add_argument("--workers", type=int, default=1, help=workers_help)
+    _executor_arguments(demo)
 
     report = sub.add_parser("report", help="re-score DIR's stored answers and rewrite its results.json and report "
                             "(no training); --set eval.KEY=VALUE changes how")
@@ -92,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _run(args.config, args.out, args.overrides, args.workers)
+        return _run(args.config, args)
     if args.command == "demo":
-        return _run(None, args.out, args.overrides, args.workers)
+        return _run(None, args)
     if args.command == "report":
         return _report(args.dir, args.overrides)
     print(keys_markdown())

@@ -273,7 +273,7 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
 def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[dict]:
     """One learner's runs of one seed (one per pressure) as records for the store; a diverging loss, or any error
     a run raises, is a failed run (its error: the exception's type and last line), not a crash. Each record's
-    `seconds` is an equal share of the task's time."""
+    `seconds` is an equal share of the task's time; its config records the torch threads it ran with."""
     setup, base, learner, specs, keep = task
     start = time.time()
     try:
@@ -286,7 +286,8 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
     return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id_of(spec),
              "learner": learner, "seed": spec.seed, "pressure": spec.pressure,
              "config": to_dict(setup.cfg) | {"seed": spec.seed, "pressure": spec.pressure, "learner": learner,
-                                             "base_key": setup.base_key, "ceiling_policy": spec.ceiling},
+                                             "base_key": setup.base_key, "ceiling_policy": spec.ceiling,
+                                             "threads": torch.get_num_threads()},
              "status": "failed" if "error" in got else "done", "metrics": got.get("metrics"),
              "error": got.get("error"), "seconds": seconds, "weights": got.get("weights"),
              "answers": got.get("answers"), "problem_set": setup.problem_set}

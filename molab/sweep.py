@@ -19,7 +19,7 @@ from molab.analysis.prior_odds import next_pressures
 from molab.analysis.summary import ceilings, summarize, summary_runs
 from molab.bases import capability, capability_curve, capable_base
 from molab.config import ExperimentConfig
-from molab.execution import run_all
+from molab.execution import Executor, run_all, torch_threads
 from molab.experiments import RunSpec
 from molab.runs import Setup, deterministic, execute, prepare, run_id
 from molab.store import Store, check_folder, holding, load_results, write_atomic
@@ -40,7 +40,7 @@ def _pairs(plan: list[RunSpec]) -> list[tuple]:
     return [(spec.pressure, spec.seed) for spec in plan]
 
 
-def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list[RunSpec], workers: int,
+def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list[RunSpec], executor: Executor,
                progress: bool, keep: Path | None, learners: tuple[str, ...] | None = None) -> None:
     """Run every spec of `specs` for each learner (default: the LM and the config's controls) not yet in the store:
     one task per base, seed and learner. The LM runs on every base; a control sees the base's tokenizer, not its
@@ -62,7 +62,7 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
     what = "ceiling runs" if specs and specs[0].ceiling else "runs"
     with tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
               disable=not progress) as bar:
-        for records in run_all(execute, tasks, workers):
+        for records in run_all(execute, tasks, executor):
             for record in records:
                 store.record(**record)
                 if record["status"] == "failed":
@@ -111,20 +111,21 @@ def base_path(out: Path, index: int) -> Path:
     return out / ("base" if index == 0 else f"base-{index}")
 
 
-def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, progress: bool) -> list[dict]:
+def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Executor, progress: bool) -> list[dict]:
     """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings (the LM's, and on the
     first base the controls', which show whether a control can fire in this world); each base's identity and
     persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona checks fall short
     of eval.capability_threshold."""
     cfg, paths, bases = setups[0].cfg, [], []
     for i, setup in enumerate(setups):
-        path = capable_base(setup, base_path(out, i), progress)
+        with torch_threads(executor.threads):  # pretraining, in this process
+            path = capable_base(setup, base_path(out, i), progress)
         paths.append(path)
         bases.append({"model_seed": setup.cfg.model.seed, "experiment_id": setup.experiment_id,
                       "ceiling_ids": {p: setup.ceiling_id(p) for p in ("honest", "sycophantic")},
                       "capability": capability(setup, path), "capability_curve": capability_curve(path)})
     specs = [RunSpec(seed, ceiling=p) for p in ("honest", "sycophantic") for seed in range(cfg.ceiling.seeds)]
-    _run_specs(setups, paths, store, specs, workers, progress, None)  # the controls' too: can they fire here?
+    _run_specs(setups, paths, store, specs, executor, progress, None)  # the controls' too: can they fire here?
     scored = load_results(out, cfg.eval)
     threshold = cfg.eval.capability_threshold
     for b in bases:
@@ -137,17 +138,17 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, workers: int, p
     return paths, bases
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
-    """Run (or resume) the whole experiment under `out`; returns what results.json holds."""
+def run_experiment(cfg: ExperimentConfig, out: str | Path, executor: Executor = Executor(), progress: bool = True) -> dict:
+    """Run (or resume) the whole experiment under `out`, its runs on `executor`; returns what results.json holds."""
     setups = [prepare(c) for c in base_configs(cfg)]  # fails on bad input before anything is written
     setup = setups[0]
     setup.score(setup.diagnostic[0], setup.diagnostic[0].honest)  # so does an answer equivalence that raises
     check_folder(out)
-    with holding(out):  # a second molab process on this folder refuses rather than interleaving
-        return _run_held(setups, Path(out), workers, progress)
+    with executor.started(), holding(out):  # a second molab process on this folder refuses rather than interleaving
+        return _run_held(setups, Path(out), executor, progress)
 
 
-def _run_held(setups: list[Setup], out: Path, workers: int, progress: bool) -> dict:
+def _run_held(setups: list[Setup], out: Path, executor: Executor, progress: bool) -> dict:
     """`run_experiment` once the output folder is held."""
     from molab.report import write_report
 
@@ -155,17 +156,17 @@ def _run_held(setups: list[Setup], out: Path, workers: int, progress: bool) -> d
     write_data(setup, out)
     store = Store(out)
     store.add_problems(setup.problem_set, setup.diagnostic)
-    paths, bases = _capable_bases(setups, out, store, workers, progress)
+    paths, bases = _capable_bases(setups, out, store, executor, progress)
     keep = out / "weights" if cfg.keep == "final" else None
     experiment, plan = setup.experiment, []
     while new := [s for s in dict.fromkeys(experiment.plan(cfg, _finished(setups, out, plan))) if s not in plan]:
-        _run_specs(setups, paths, store, new, workers, progress, keep)
+        _run_specs(setups, paths, store, new, executor, progress, keep)
         plan += new
     for round_ in range(cfg.sweep.adaptive_rounds if experiment.pressure is not None else 0):
         added = _adaptive_runs(setups, out, plan)
         counts = {s.pressure: sum(a.pressure == s.pressure for a in added) for s in added}
         print(f"molab: adaptive round {round_ + 1}: " + ", ".join(f"{n} at {p:g}" for p, n in counts.items()))
-        _run_specs(setups, paths, store, added, workers, progress, keep)
+        _run_specs(setups, paths, store, added, executor, progress, keep)
         plan += added
     results = summarize(out, cfg, bases, _pairs(plan))
     write_atomic(out / "results.json", json.dumps(results, indent=1))

@@ -107,6 +107,12 @@ CASES = [
     # the output folder and the command line
     (["demo", "--out", ""], "--out: empty"),
     (["demo", "--out", "{out}", "--workers", "0"], "--workers: 0"),
+    (["demo", "--out", "{out}", "--threads", "-1"], "--threads: -1"),
+    (["demo", "--out", "{out}", "--executor", "spark"], "--executor: 'spark'; one of local, ray"),
+    (["demo", "--out", "{out}", "--address", "127.0.0.1:6379"], "--address: only with --executor ray"),
+    (["demo", "--out", "{out}", "--executor", "ray", "--address", "head"], "--address: 'head'; expected HOST:PORT"),
+    (["demo", "--out", "{out}", "--executor", "ray", "--address", "127.0.0.1:1"], "--address: nothing answers at "
+                                                                                 "127.0.0.1:1"),
     (["demo", "--out", "{tmp}/afile"], "{tmp}/afile: {tmp}/afile is a file, not a folder"),
     (["demo", "--out", "{tmp}/afile/out"], "{tmp}/afile/out: {tmp}/afile is a file, not a folder"),
     (["demo", "--out", "{tmp}/corrupt"], "{tmp}/corrupt/molab.sqlite: not a SQLite database"),

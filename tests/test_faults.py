@@ -133,20 +133,3 @@ def test_a_report_refuses_while_a_run_holds_the_folder(tiny, capsys):
         assert main(["report", str(out)]) == 2
     assert "in use by another molab process" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
-
-
-def test_one_worker_and_two_workers_give_identical_runs(tiny, tmp_path):
-    """Determinism across executors (the local ones): the same config, run in this process and in two worker
-    processes (one thread each), gives the same losses and the same answer to every problem."""
-    from molab import load_answers, load_results, run_experiment
-    from molab.config import load_config
-
-    cfg = load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"])
-    for workers in (1, 2):
-        run_experiment(cfg, tmp_path / str(workers), workers=workers, progress=False)
-    one, two = (load_results(tmp_path / str(w)).set_index("run_id").sort_index() for w in (1, 2))
-    losses = [c for c in one.columns if c.startswith("loss.")]
-    assert list(one.index) == list(two.index) and one[losses].equals(two[losses])
-    answers = [load_answers(tmp_path / str(w)).sort_values(["run_id", "condition", "prompt"])["answer"].tolist()
-               for w in (1, 2)]
-    assert answers[0] == answers[1]

@@ -1,0 +1,73 @@
+"""Determinism across executors: the same config gives the same runs in this process, in two local worker
+processes, on a local Ray instance that molab starts and stops, and on a Ray cluster named by its address."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from test_faults import FAST, SETS
+
+ray = pytest.importorskip("ray")
+
+
+def ray_processes() -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in ps if "raylet" in line or "gcs_server" in line]
+
+
+def runs(out) -> tuple:
+    """Each run's id, losses, thread count and answers, in a fixed order."""
+    from molab import load_answers, load_results
+
+    df = load_results(out).set_index("run_id").sort_index()
+    losses = df[[c for c in df.columns if c.startswith("loss.")]]
+    threads = [json.loads(c)["threads"] for c in df["config"]]
+    answers = load_answers(out).sort_values(["run_id", "condition", "prompt"])
+    return list(df.index), losses, threads, answers[["run_id", "condition", "prompt", "answer"]].values.tolist()
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A one-node Ray cluster started as a user would (`ray start --head`), stopped afterwards; its address."""
+    if ray_processes():
+        pytest.skip("a Ray instance is already running on this machine")
+    env = os.environ | {"RAY_AUTH_MODE": "disabled"}  # token authentication is the cluster owner's choice
+    port = "6391"
+    cli = shutil.which("ray", path=os.path.dirname(sys.executable))
+    subprocess.run([cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+                   env=env, check=True, capture_output=True)
+    yield f"127.0.0.1:{port}"
+    subprocess.run([cli, "stop", "--force"], capture_output=True)
+
+
+def test_every_executor_gives_identical_runs(tiny, tmp_path, ray_head):
+    """One thread per run everywhere; the thread count is recorded with each run. The local Ray instance is
+    gone when molab returns."""
+    from molab import run_experiment
+    from molab.config import load_config
+    from molab.execution import Executor
+
+    base = f"base={tiny[0] / 'base'}"
+    cfg = load_config(overrides=[*FAST, base])
+    executors = {"one": Executor(threads=1), "two": Executor(workers=2, threads=1),
+                 "ray": Executor("ray", threads=1)}
+    before = set(ray_processes())
+    for name, executor in executors.items():
+        run_experiment(cfg, tmp_path / name, executor, progress=False)
+    assert not ray.is_initialized() and set(ray_processes()) == before
+    cli = [sys.executable, "-m", "molab", "demo", "--out", str(tmp_path / "cluster"), *SETS, "--set", base,
+           "--executor", "ray", "--address", ray_head, "--threads", "1"]
+    done = subprocess.run(cli, capture_output=True, text=True, env=os.environ | {"RAY_AUTH_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = runs(tmp_path / "one")
+    assert set(one[2]) == {1} and len(one[0]) >= 8
+    for name in ("two", "ray", "cluster"):
+        other = runs(tmp_path / name)
+        assert other[0] == one[0] and other[1].equals(one[1]) and other[2] == one[2] and other[3] == one[3], name
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "cluster")]
+    for key in ("policy_counts", "p_sycophantic", "rates", "ceilings", "controls"):
+        assert results[0][key] == results[1][key], key
