@@ -21,10 +21,14 @@ test: setup
 	$(BIN)/python -m pytest molab tests
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/pretrain_throughput.py
+	$(BIN)/python bench/busy_machine.py
+	$(BIN)/python bench/runs_per_hour.py
 	$(BIN)/python bench/prior_odds_efficiency.py
 	bash bench/demo_time.sh
 	bash bench/sweep_time.sh
+	bash bench/ray_overhead.sh
 
 clean:
 	rm -rf $(VENV) runs

@@ -13,7 +13,8 @@ from molab.store import FolderInUse
 from molab.worlds import WorldError
 
 DEMO_OUT = "runs/demo"
-BAD_INPUT = (ConfigError, WorldError, EquivalenceError, FolderInUse, ExecutorError)  # each says what is wrong in one line
+# each says what is wrong in one line
+BAD_INPUT = (ConfigError, WorldError, EquivalenceError, FolderInUse, ExecutorError)
 
 
 def _finish(work, out: str) -> int:

@@ -117,12 +117,13 @@ class Setup:
         """Longest sequence in tokens: special tokens + persona tag + prompt + longest answer + eos,
         over `problems` (default: the diagnostic and training problems, which the base is built for)."""
         problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
-        return max(len(tokenizer(p.prompt + max(p.honest, p.sycophantic, key=len)).input_ids) for p in problems) + 2
+        texts = [p.prompt + max(p.honest, p.sycophantic, key=len) for p in problems]
+        return max(map(len, tokenizer(texts).input_ids)) + 2
 
     def answer_len(self, tokenizer) -> int:
         """The answer budget in tokens: the longest answer of either policy, and eos."""
-        return max(len(tokenizer(a, add_special_tokens=False).input_ids) for p in self.problems()
-                   for a in (p.honest, p.sycophantic)) + 1
+        answers = [a for p in self.problems() for a in (p.honest, p.sycophantic)]
+        return max(map(len, tokenizer(answers, add_special_tokens=False).input_ids)) + 1
 
     @cached_property
     def problem_set(self) -> str:

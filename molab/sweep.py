@@ -138,7 +138,8 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Execu
     return paths, bases
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, executor: Executor = Executor(), progress: bool = True) -> dict:
+def run_experiment(cfg: ExperimentConfig, out: str | Path, executor: Executor = Executor(),
+                   progress: bool = True) -> dict:
     """Run (or resume) the whole experiment under `out`, its runs on `executor`; returns what results.json holds."""
     setups = [prepare(c) for c in base_configs(cfg)]  # fails on bad input before anything is written
     setup = setups[0]

@@ -14,8 +14,7 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
 Every run uses `threads` torch threads (default: the machine's cores shared among the workers; 1 per
 Ray task), and the count is recorded with the run: float sums may differ with the thread count, so
 identical runs are expected only at equal thread counts. Importing molab sets OpenMP's wait policy to
-passive (unless `OMP_WAIT_POLICY` is already set; it counts only before torch is imported): threads that spin while waiting for each
-other lose every time slice another process takes, and a busy machine then slows training 20-fold.
+passive (see molab/__init__.py), and worker processes and Ray tasks inherit it.
 """
 
 from __future__ import annotations

@@ -69,9 +69,10 @@ def sft_phase(name: str, examples: list[tuple], *, steps: int, lr: float, batch_
     examples (order cannot matter to it)."""
     pairs = [(prompt, answer) for _, prompt, answer in examples]
 
-    def batches(learning: Learning):
-        for batch in epochs(pairs, random.Random(learning.seed), batch_size):
-            yield encode(learning.tokenizer, batch, learning.max_len)
+    def batches(learning: Learning):  # every example encoded once; each batch picks its rows
+        rows = encode(learning.tokenizer, pairs, learning.max_len)
+        for chosen in epochs(range(len(pairs)), random.Random(learning.seed), batch_size):
+            yield {k: v[chosen] for k, v in rows.items()}
 
     def control(learner, learning: Learning) -> None:
         learner.learn(examples)
