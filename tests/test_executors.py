@@ -4,12 +4,13 @@ processes, on a local Ray instance that molab starts and stops, and on a Ray clu
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from test_faults import FAST, SETS
+from test_faults import FAST, SETS, finish, reference, run_ids, wait_until  # noqa: F401 (a fixture)
 
 ray = pytest.importorskip("ray")
 
@@ -71,3 +72,25 @@ def test_every_executor_gives_identical_runs(tiny, tmp_path, ray_head):
     results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "cluster")]
     for key in ("policy_counts", "p_sycophantic", "rates", "ceilings", "controls"):
         assert results[0][key] == results[1][key], key
+
+
+def ray_task_pids() -> list[int]:
+    """Ray worker processes running a task now (Ray titles them `ray::_ray_task`; an idle one `ray::IDLE`)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    return [int(line.split()[0]) for line in ps if line.split()[1:2] == ["ray::_ray_task"]]
+
+
+def test_a_killed_ray_worker_loses_only_its_task_and_the_same_command_runs_it(reference, tmp_path):
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "molab", "demo", "--out", str(out), *SETS, "--executor", "ray"]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: len(run_ids(out)) >= 1 and ray_task_pids(), proc)
+    os.kill(ray_task_pids()[0], signal.SIGKILL)
+    code, err = finish(proc)
+    assert code == 1 and err.strip().splitlines()[-1].startswith("molab: error: a worker process died"), err
+    before = set(run_ids(out))
+    done = subprocess.run(cli, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = run_ids(out)
+    assert before < set(after) and len(after) == len(set(after))
+    assert json.loads((out / "results.json").read_text())["n_runs"] == reference["n_runs"]
