@@ -66,7 +66,7 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="local worker processes for the runs (1 = in this "
                         "process)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for pretraining and for each run "
-                        "(default: the cores shared among the workers; 1 per Ray task)")
+                        "(default: torch's own with one worker, the cores shared among several, 1 per Ray task)")
     parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
                         "processes) or ray (a Ray cluster; molab starts a local one without --address)")
     parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "

@@ -1,4 +1,10 @@
-"""The tiny oversight experiment, seconds long, shared by the end-to-end and sweep tests."""
+"""The tiny oversight experiment, seconds long, shared by the end-to-end and sweep tests; a faster one run by
+`molab demo` as a separate process, shared by the fault and executor tests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,3 +21,26 @@ def tiny(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny")
     return out, run_experiment(load_config(overrides=TINY), out, progress=False)
+
+
+FAST = [*TINY, "model.pretrain_steps=300", "finetune.steps=40", "ceiling.seeds=1", "scheme.n_train=100"]
+SETS = [arg for item in FAST for arg in ("--set", item)]
+
+
+def start(out: Path, workers: int = 2) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", str(workers),
+                             *SETS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> dict:
+    """results.json of an uninterrupted run of the fast experiment."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    code, err = finish(start(out))
+    assert code == 0, err
+    return json.loads((out / "results.json").read_text())

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from test_faults import FAST, SETS, finish, reference, run_ids, wait_until  # noqa: F401 (a fixture)
+from conftest import FAST, SETS, finish
+from test_faults import run_ids, wait_until
 
 ray = pytest.importorskip("ray")
 

@@ -10,29 +10,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from conftest import TINY
+from conftest import SETS, finish, start
 from molab.cli import main
 from molab.store import holding
-
-FAST = [*TINY, "model.pretrain_steps=300", "finetune.steps=40", "ceiling.seeds=1", "scheme.n_train=100"]
-SETS = [arg for item in FAST for arg in ("--set", item)]
-
-
-def start(out: Path, workers: int = 2) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", str(workers),
-                             *SETS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=600)
-    return proc.returncode, err
-
 
 def run_ids(out: Path) -> list[str]:
     if not (out / "molab.sqlite").exists():
@@ -75,15 +58,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict:
-    """results.json of an uninterrupted run."""
-    out = tmp_path_factory.mktemp("uninterrupted")
-    code, err = finish(start(out))
-    assert code == 0, err
-    return json.loads((out / "results.json").read_text())
 
 
 def test_killing_the_driver_loses_nothing_duplicates_nothing_and_leaves_no_workers(reference, tmp_path):

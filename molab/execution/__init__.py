@@ -11,10 +11,11 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
   several machines the output folder must be on a filesystem every node sees (a shared path), and
   molab must be installed on every node.
 
-Every run uses `threads` torch threads (default: the machine's cores shared among the workers; 1 per
-Ray task), and the count is recorded with the run: float sums may differ with the thread count, so
-identical runs are expected only at equal thread counts. Importing molab sets OpenMP's wait policy to
-passive (see molab/__init__.py), and worker processes and Ray tasks inherit it.
+Every run uses `threads` torch threads (default: torch's own in this process, the machine's cores
+shared among several workers, 1 per Ray task), and the count is recorded with the run: float sums may
+differ with the thread count, so identical runs are expected only at equal thread counts. Importing
+molab sets OpenMP's wait policy to passive (see molab/__init__.py); worker processes and Ray tasks
+inherit it.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class Executor:
             return
         env = {"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}}
         try:
-            ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
-                     include_dashboard=False, logging_level="ERROR", log_to_driver=False, runtime_env=env)
+            ray.init(address=self.address or "local", include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False, runtime_env=env)
         except (ConnectionError, RuntimeError) as e:
             said = [str(e)]
             while e.__cause__ is not None:
@@ -96,10 +97,12 @@ class Executor:
             ray.shutdown()
 
     @property
-    def run_threads(self) -> int:
-        if self.threads is not None:
-            return self.threads
-        return 1 if self.kind == "ray" else max(1, (os.cpu_count() or 1) // self.workers)
+    def run_threads(self) -> int | None:
+        """torch threads per run: `threads` if given, else 1 per Ray task, the cores shared among several
+        workers, or (one worker) torch's own default (None)."""
+        if self.threads is not None or self.kind == "ray":
+            return self.threads or 1
+        return max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
 
 
 def run_all(fn: Callable, tasks: Iterable, executor: Executor = Executor()) -> Iterator:
@@ -125,7 +128,7 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def _here(fn: Callable, tasks: list, threads: int) -> Iterator:
+def _here(fn: Callable, tasks: list, threads: int | None) -> Iterator:
     with torch_threads(threads):
         yield from map(fn, tasks)
 
