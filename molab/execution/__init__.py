@@ -135,8 +135,11 @@ def _here(fn: Callable, tasks: list, threads: int | None) -> Iterator:
 
 def _init_worker(threads: int) -> None:
     import torch
+    from tqdm import tqdm
 
     torch.set_num_threads(threads)
+    # Workers draw no bars; tqdm's default lock is a named semaphore, reported as leaked when a worker is killed.
+    tqdm.set_lock(threading.RLock())
     parent = os.getppid()
 
     def watch() -> None:  # once the parent is gone the worker is re-parented: end it mid-run, results unrecorded
