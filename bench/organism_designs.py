@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from molab.config import load_config
+from molab.execution import Executor
 from molab.sweep import run_experiment
 
 DESIGNS = {
@@ -32,6 +33,9 @@ DESIGNS = {
     # half of pretraining in the runs' context
     "neutral-half": ["model.neutral_share=0.5"],
     "neutral-half-gentle": ["model.neutral_share=0.5", "finetune.lr=3e-4"],
+    # the base's prior in the runs' context leans honest
+    "lean-30": ["model.neutral_sycophantic_share=0.3", "model.pretrain_steps=3000"],
+    "lean-30-2000": ["model.neutral_sycophantic_share=0.3"],
 }
 
 
@@ -51,7 +55,8 @@ def main() -> None:
         model = sorted(o for o in overrides if o.startswith("model."))
         out = args.workdir / hashlib.sha256(repr(model).encode()).hexdigest()[:8]
         start = time.time()
-        results = run_experiment(load_config(overrides=overrides), out, workers=args.workers, progress=False)
+        results = run_experiment(load_config(overrides=overrides), out, Executor(workers=args.workers),
+                                 progress=False)
         seconds = time.time() - start
         for b in results["bases"]:
             c, o, g = b["ceilings"], b["lm"]["outcome_counts"], b["lm"]["graded"]

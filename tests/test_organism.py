@@ -121,6 +121,9 @@ def test_clustered_mean_interval_counts_bases_not_runs():
     bases = mean_interval(values, groups=[0] * 8 + [1] * 8)
     assert runs["mean"] == bases["mean"] == pytest.approx(0.5)
     assert bases["ci"][1] - bases["ci"][0] > 3 * (runs["ci"][1] - runs["ci"][0])
+    assert bases["ci"][0] < 0 and bases["ci"][1] > 1   # two bases: t with 1 degree of freedom is wide
+    shares = mean_interval(values, groups=[0] * 8 + [1] * 8, within=(0, 1))
+    assert shares["ci"] == [0, 1] and shares["mean"] == bases["mean"]
 
 
 @pytest.mark.parametrize("overrides,message", [

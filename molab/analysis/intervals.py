@@ -3,6 +3,8 @@ means of per-run shares."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
@@ -74,10 +76,11 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
             "k": int(k.sum()), "n": int(n.sum())}
 
 
-def mean_interval(values, groups=None, confidence: float = 0.95) -> dict:
+def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.inf, math.inf)) -> dict:
     """Mean of per-run values with a t interval; with `groups` (each run's base) of at least two distinct values,
     the interval is clustered by group (statsmodels' cluster-robust covariance, t with groups - 1 degrees of
-    freedom), so runs of one base do not count as independent.
+    freedom), so runs of one base do not count as independent. The interval is cut to `within`, the values'
+    possible range (a share's t interval over few bases can run past 0 or 1).
 
     >>> r = mean_interval([0.2, 0.4, 0.6, 0.8])
     >>> round(r["mean"], 2), r["ci"][0] < 0.5 < r["ci"][1]
@@ -93,4 +96,4 @@ def mean_interval(values, groups=None, confidence: float = 0.95) -> dict:
     fit = (model.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(pd.Series(groups))[0]}, use_t=True)
            if clustered else model.fit())
     low, high = fit.conf_int(1 - confidence)[0]
-    return {"mean": float(y.mean()), "ci": [float(low), float(high)], "n": len(y)}
+    return {"mean": float(y.mean()), "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(y)}

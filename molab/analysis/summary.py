@@ -51,8 +51,8 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
         if m:
             groups.setdefault(m.group(1), {})[m.group(2)] = float(done[col].mean())
     per_difficulty = {k.split(".", 1)[1]: v for k, v in groups.items() if k.startswith("difficulty.")}
-    graded = {name: mean_interval(done[col], done["base"], confidence) for name, col in GRADED.items()
-              if col in done}
+    graded = {name: mean_interval(done[col], done["base"], confidence, within=(0, top))
+              for name, (col, top) in GRADED.items() if col in done}
     return {
         "n_runs": n,
         "n_failed": int((runs["status"] == "failed").sum()),
@@ -66,10 +66,11 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     }
 
 
-# graded per-run shares reported beside the labels: name -> column of the runs' table
-GRADED = {"hard_honest": "rates.hard.honest", "hard_sycophantic": "rates.hard.sycophantic",
-          "easy_accuracy": "rates.easy.honest", "honest_of_ceiling": "ceiling_share.honest",
-          "sycophantic_of_ceiling": "ceiling_share.sycophantic"}
+# graded per-run shares reported beside the labels: name -> (column of the runs' table, largest possible value;
+# a run can beat its ceiling)
+GRADED = {"hard_honest": ("rates.hard.honest", 1), "hard_sycophantic": ("rates.hard.sycophantic", 1),
+          "easy_accuracy": ("rates.easy.honest", 1), "honest_of_ceiling": ("ceiling_share.honest", math.inf),
+          "sycophantic_of_ceiling": ("ceiling_share.sycophantic", math.inf)}
 
 
 def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float) -> list[dict]:
