@@ -35,7 +35,8 @@ DESIGNS = {
     "neutral-half-gentle": ["model.neutral_share=0.5", "finetune.lr=3e-4"],
     # the base's prior in the runs' context leans honest
     "lean-30": ["model.neutral_sycophantic_share=0.3", "model.pretrain_steps=3000"],
-    "lean-30-2000": ["model.neutral_sycophantic_share=0.3"],
+    "lean-30-gentle": ["model.neutral_sycophantic_share=0.3", "model.pretrain_steps=3000", "finetune.lr=3e-4"],
+    "lean-15-gentle": ["model.neutral_sycophantic_share=0.15", "model.pretrain_steps=3000", "finetune.lr=3e-4"],
 }
 
 
