@@ -1,0 +1,153 @@
+"""Real-looking checkpoints, built here without any download: a byte-level BPE tokenizer trained with `tokenizers`
+(the persona tags spelled in several tokens), a chat template, a Llama-style model saved with `save_pretrained`.
+Runs on them with full finetuning and with LoRA adapters (peft)."""
+
+import json
+import random
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from molab import run_experiment
+from molab.config import ConfigError, LoraOptions, load_config
+from molab.learners.lm import encode, frozen_copy, generate_answers, load, with_lora
+from molab.runs import prepare
+from molab.training.loop import train
+from molab.training.objectives import sft
+from molab.training.phase import epochs
+
+WORLD = ["world.digits=2", "world.n_diagnostic=32", "scheme.n_train=300", "model.neutral_share=0.25"]
+RUNS = ["seeds=2", "finetune.steps=60", "ceiling.seeds=1"]
+
+
+def bpe_checkpoint(path, steps: int):
+    """A byte-level BPE tokenizer trained on the world's problems (not on the tags, so each tag takes several
+    tokens) with <bos> before every text and a chat template, and a 2-layer Llama pretrained for `steps` on the
+    experiment's corpus; both saved at `path`."""
+    cfg = load_config(overrides=WORLD)
+    setup = prepare(cfg)
+    corpus = setup.experiment.corpus(setup.world, cfg, random.Random(0))
+    examples = [next(corpus) for _ in range(steps * 32)]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator([p.prompt + p.honest for p in setup.problems()], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, intermediate_size=256,
+                                         max_position_embeddings=64, tie_word_embeddings=True, pad_token_id=0,
+                                         bos_token_id=1, eos_token_id=2))
+    batches = (encode(tokenizer, examples[i:i + 32]) for i in range(0, len(examples), 32))
+    train(model, batches, sft, steps=steps, lr=3e-3, progress=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return bpe_checkpoint(tmp_path_factory.mktemp("bpe"), steps=400)
+
+
+def test_the_checkpoint_looks_like_a_real_one(checkpoint):
+    model, tokenizer = load(checkpoint)
+    assert type(tokenizer.backend_tokenizer.model).__name__ == "BPE"
+    for tag in ("<teacher>", "<student>"):  # the tags are text of several tokens, not special tokens
+        assert len(tokenizer(tag, add_special_tokens=False).input_ids) > 1
+    assert "<|user|>" in tokenizer.apply_chat_template([{"role": "user", "content": "1+2="}], tokenize=False)
+
+
+def accuracy(model, tokenizer, pairs) -> float:
+    answers = generate_answers(model, tokenizer, [p for p, _ in pairs], 6)
+    return sum(a == label for a, (_, label) in zip(answers, pairs)) / len(pairs)
+
+
+def test_lora_learns_while_the_base_weights_stay_as_they_were(checkpoint):
+    setup = prepare(load_config(overrides=[*WORLD, f"base={checkpoint}"]))
+    pairs = [(setup.runs_prompt(p), label) for p, label in setup.train]
+    model, tokenizer = load(checkpoint)
+    linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    model = with_lora(model, LoraOptions(r=4, alpha=8, target_modules=linear))
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < trainable <= 0.1 * sum(p.numel() for p in base.values())
+    before = accuracy(model, tokenizer, pairs[:64])
+    rows = encode(tokenizer, pairs)
+    batches = ({k: v[i] for k, v in rows.items()} for i in epochs(range(len(pairs)), random.Random(0), 32))
+    losses = train(model, batches, sft, steps=300, lr=1e-2, progress=False)
+    assert sum(losses[-10:]) / 10 < 0.9 * sum(losses[:10]) / 10   # measured: 1.67 -> 1.40
+    assert accuracy(model, tokenizer, pairs[:64]) > before + 0.1    # measured: 0.06 -> 0.23
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_the_kl_reference_of_a_lora_run_is_its_adapter_at_the_start_not_a_copy_of_the_model(checkpoint):
+    model, tokenizer = load(checkpoint)
+    model = with_lora(model, LoraOptions())
+    batch = encode(tokenizer, [("<teacher>12+34=", "64")])
+    torch.nn.init.normal_(model.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight)
+    logits = lambda m: m(input_ids=batch["input_ids"]).logits.detach()  # noqa: E731
+    start = logits(model)
+    size = sum(p.numel() for p in model.parameters())
+    adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    with frozen_copy(model) as reference:
+        assert sum(p.numel() for p in model.parameters()) == size + adapter   # one model, two adapters
+        train(model, iter([batch] * 20), sft, steps=20, lr=1e-2, progress=False)
+        assert torch.allclose(reference(logits), start, atol=1e-5)   # the frozen adapter: the run at the start
+        assert not torch.allclose(logits(model), start, atol=1e-3)    # the run's own adapter trained
+    assert list(model.peft_config) == ["default"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method):
+    out = tmp_path / method
+    results = run_experiment(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}", f"finetune.method={method}",
+                                                    "keep=final"]), out, progress=False)
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+    runs = [d for d in (out / "weights").iterdir() if d.is_dir()]  # the LM's (the controls keep a file each)
+    assert len(runs) == 2  # the runs (ceilings keep nothing)
+    for run in runs:
+        saved = {f.name for f in run.iterdir()}
+        if method == "lora":  # only the adapter: a small fraction of the model
+            assert "adapter_config.json" in saved and "model.safetensors" not in saved
+            adapter = (run / "adapter_model.safetensors").stat().st_size
+            assert adapter < 0.1 * (checkpoint / "model.safetensors").stat().st_size
+        else:
+            assert "model.safetensors" in saved
+    assert json.loads((out / "results.json").read_text())["config"]["finetune"]["method"] == method
+
+
+def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_path):
+    results = run_experiment(load_config(overrides=[
+        "experiment=incentive", *WORLD, *RUNS, f"base={checkpoint}", "finetune.method=lora", "seeds=1",
+        "sweep.pressures=[0, 4]", "incentive.steps=4", "incentive.n_prompts=32"]), tmp_path, progress=False)
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["finetune.method=lora", "finetune.lora.target_modules=['q_proj', 'attention_bogus']"],
+     r"^finetune\.lora\.target_modules: 'attention_bogus' is not a module of the base \(llama\); its linear modules: "),
+    (["finetune.method=lora", "model.architecture=gpt_neox", "finetune.lora.target_modules=['q_proj']"],
+     r"^finetune\.lora\.target_modules: 'q_proj' is not a module of the base \(gpt_neox\).*query_key_value"),
+    (["finetune.lora.r=0"], r"^finetune\.lora\.r: 0 is below"),
+    (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
+])
+def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare(load_config(overrides=overrides))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a device type this machine lacks")
+def test_a_dtype_the_device_cannot_train_is_refused(monkeypatch):
+    import molab.runs
+
+    prepare(load_config(overrides=["model.dtype=bfloat16"]))  # the CPU trains bfloat16
+    monkeypatch.setattr(molab.runs, "device", lambda: torch.device("cuda"))  # a device this torch cannot use
+    with pytest.raises(ConfigError, match=r"^model\.dtype: bfloat16 does not train on cuda here"):
+        prepare(load_config(overrides=["model.dtype=bfloat16"]))
