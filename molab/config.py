@@ -90,6 +90,8 @@ class ModelConfig:
     neutral_sycophantic_share: float = param(0.5, "share of the neutral pretraining examples answered by the "
                                              "sycophantic persona (the base's prior in the runs' context)",
                                              low=0.0, high=1.0)
+    chat_template: bool = param(False, "wrap every prompt as a user's message in the tokenizer's chat template (a "
+                                "local checkpoint that has one)")
     dtype: str = param("float32", "weights' dtype in the runs (a local checkpoint's as saved with auto); a base molab "
                        "pretrains is pretrained in float32", choices=("float32", "bfloat16", "float16", "auto"))
     compile: bool = param(True, "torch.compile pretraining (model and update): faster steps after about 20 s "

@@ -26,7 +26,7 @@ from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_ha
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.controls import CONTROLS
 from molab.learners.lm import (add_tag, device, generate_answers, load, load_tokenizer, model_config,
-                               module_names, skeleton, with_lora)
+                               module_names, prompt_ids, skeleton, with_lora)
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import TrainingDiverged, train
 from molab.training.phase import Learning
@@ -118,11 +118,11 @@ class Setup:
                 + self.ceiling)
 
     def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
-        """Longest sequence in tokens, measured: the prompt with the tokenizer's special tokens, the longer answer and
+        """Longest sequence in tokens, measured: the prompt as the model reads it (`prompt_ids`), the longer answer and
         eos, over `problems` (default: the diagnostic and training problems, which the base is built for), plus one
         for a persona tag of the base's own vocabulary (a run adds its tags' measured lengths itself)."""
         problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
-        prompts = tokenizer([p.prompt for p in problems]).input_ids
+        prompts = prompt_ids(tokenizer, [p.prompt for p in problems])
         answers = tokenizer([a for p in problems for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
         return max(len(p) + max(len(answers[2 * i]), len(answers[2 * i + 1])) for i, p in enumerate(prompts)) + 2
 
@@ -163,7 +163,7 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 def _check_learner(setup: Setup) -> None:
     """Refuse, before anything is written, what the runs' LM could not do: weights in a dtype this device cannot
-    train, and LoRA adapters on modules the base lacks."""
+    train, a chat template the base lacks, and LoRA adapters on modules the base lacks."""
     cfg = setup.cfg
     if cfg.model.dtype != "auto":
         try:
@@ -172,6 +172,9 @@ def _check_learner(setup: Setup) -> None:
         except Exception as e:  # noqa: BLE001 (each backend says no in its own way)
             raise ConfigError(f"model.dtype: {cfg.model.dtype} does not train on {device()} here ({str(e).strip()[:120]})"
                               ) from None
+    if cfg.model.chat_template and not (cfg.base and load_tokenizer(cfg.base).chat_template):
+        raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base else
+                          "only a local checkpoint (base = PATH) has a chat template"))
     if cfg.finetune.method != "lora":
         return
     tags = (cfg.model.honest_tag, cfg.model.sycophantic_tag)
@@ -215,7 +218,7 @@ def _start(setup: Setup, base: Path, seed: int) -> Learning:
     experiment's tags added; the padded length and the answer budget."""
     torch.manual_seed(seed)
     f = setup.cfg.finetune
-    model, tokenizer = load(base, dropout=f.dropout, dtype=setup.cfg.model.dtype)
+    model, tokenizer = load(base, dropout=f.dropout, dtype=setup.cfg.model.dtype, chat=setup.cfg.model.chat_template)
     tags = setup.experiment.tags(setup.cfg)
     for tag in tags:
         add_tag(model, tokenizer, tag)
@@ -294,7 +297,7 @@ def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None
 def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:
     """A simple-learner control (`molab.learners.controls`): the same phases met by `Phase.control`, on the base's
     tokenizer (not its weights), evaluated the same way."""
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
     for tag in setup.experiment.tags(setup.cfg):
         add_tag(None, tokenizer, tag)
     results, n_new = [], setup.answer_len(tokenizer)

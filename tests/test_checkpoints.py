@@ -104,11 +104,19 @@ def test_the_kl_reference_of_a_lora_run_is_its_adapter_at_the_start_not_a_copy_o
     assert list(model.peft_config) == ["default"]
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method):
+def test_a_chat_template_wraps_every_prompt(checkpoint):
+    _, tokenizer = load(checkpoint, chat=True)
+    ids = encode(tokenizer, [("12+34=", "64")])["input_ids"][0]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<|user|>12+34=\n<|assistant|>64"
+    _, plain = load(checkpoint)
+    assert plain.decode(encode(plain, [("12+34=", "64")])["input_ids"][0], skip_special_tokens=True) == "12+34=64"
+
+
+@pytest.mark.parametrize("method,chat", [("full", "false"), ("lora", "true")])
+def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method, chat):
     out = tmp_path / method
     results = run_experiment(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}", f"finetune.method={method}",
-                                                    "keep=final"]), out, progress=False)
+                                                    "keep=final", f"model.chat_template={chat}"]), out, progress=False)
     assert results["n_runs"] == 2 and results["n_failed"] == 0
     runs = [d for d in (out / "weights").iterdir() if d.is_dir()]  # the LM's (the controls keep a file each)
     assert len(runs) == 2  # the runs (ceilings keep nothing)
@@ -137,6 +145,7 @@ def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_pa
      r"^finetune\.lora\.target_modules: 'q_proj' is not a module of the base \(gpt_neox\).*query_key_value"),
     (["finetune.lora.r=0"], r"^finetune\.lora\.r: 0 is below"),
     (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
+    (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
 ])
 def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -45,16 +45,16 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load(path: str | Path, dropout: float | None = None, dtype: str = "float32"):
+def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False):
     """Model (on `device()`, its weights in `dtype`: a torch dtype's name, or "auto" for the checkpoint's own) and
-    tokenizer saved with `save_pretrained` at `path`."""
+    tokenizer (`load_tokenizer`) saved with `save_pretrained` at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     config = AutoConfig.from_pretrained(path)
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype).to(device())
-    return model, load_tokenizer(path)
+    return model, load_tokenizer(path, chat)
 
 
 def with_lora(model, options):
@@ -107,12 +107,24 @@ def frozen_copy(model):
         model.delete_adapter("frozen")
 
 
-def load_tokenizer(path: str | Path):
-    """The tokenizer saved at `path`, padding with eos when it has no pad token (as many LMs do)."""
+def load_tokenizer(path: str | Path, chat: bool = False):
+    """The tokenizer saved at `path`, padding with eos when it has no pad token (as many LMs do); with `chat`, its
+    prompts go through its chat template (`prompt_ids`)."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.molab_chat = chat
     return tokenizer
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of `prompts` as the model reads them: with the tokenizer's special tokens (e.g. <bos>), or, for a
+    tokenizer loaded with `chat`, each prompt as a user's message in its chat template, ready for the answer."""
+    if not getattr(tokenizer, "molab_chat", False):
+        return tokenizer(prompts).input_ids
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    return tokenizer(texts, add_special_tokens=False).input_ids
 
 
 def n_params(model) -> int:
@@ -121,12 +133,12 @@ def n_params(model) -> int:
 
 def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None) -> dict[str, torch.Tensor]:
     """Batch (prompt, answer) pairs for causal-LM training; loss falls on the answer and its eos.
-    The prompt gets the tokenizer's special tokens (e.g. <bos>), the answer none.
+    The prompt is read as `prompt_ids` reads it, the answer gets no special tokens.
 
     Sequences are right-padded to `length` (or the longest in the batch). Returns tensors of
     shape (batch, length): input_ids, attention_mask, labels.
     """
-    prompts = tokenizer([p for p, _ in examples]).input_ids
+    prompts = prompt_ids(tokenizer, [p for p, _ in examples])
     answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
     return _batch(tokenizer, prompts, [a + [tokenizer.eos_token_id] for a in answers], length)
 
@@ -177,7 +189,7 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
     is needed and any causal LM behaves exactly as it would on one prompt at a time."""
     was_training = model.training
     model.eval()
-    ids = tokenizer(prompts).input_ids
+    ids = prompt_ids(tokenizer, prompts)
     how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     rows: list[list[int]] = [[] for _ in prompts]
     by_length: dict[int, list[int]] = {}
