@@ -3,9 +3,10 @@ tests/checkpoints.py, briefly pretrained: this measures cost, not capability), t
 
 1. the demo-size oversight experiment (16 runs, its 8 ceiling runs and the controls) with LoRA, `--workers 2`:
    wall time and the peak resident memory of the largest process (measured first, so no other child counts);
-2. a run's extra memory over the base: the peak resident memory of a process that loads the base and trains one
-   run (LoRA, or full finetuning) minus that of a process that loads the base and only answers the diagnostic set,
-   as a share of the base's weights.
+2. a run's extra memory over the base, as a share of the base's weights: the tensors training adds (the trained
+   weights, their gradients and AdamW's two moments), and the peak resident memory of a process that loads the
+   base and trains one run (LoRA, or full finetuning) minus that of one that only answers the diagnostic set (at
+   this size the allocator's noise is several MiB, more than LoRA adds).
 
 Run it alone: timings suffer from any other CPU work.
 
@@ -45,13 +46,16 @@ def one_run(base: str, how: str) -> None:
         batches = ({k: v[i] for k, v in rows.items()} for i in epochs(range(len(pairs)), random.Random(0), 32))
         train(model, batches, sft, steps=20, lr=cfg.finetune.lr, progress=False)
     generate_answers(model, tokenizer, [setup.runs_prompt(p) for p in setup.diagnostic], setup.answer_len(tokenizer))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad and how != "eval")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, trainable / 2**20)
 
 
-def peak_mib(base: Path, how: str) -> float:
+def peak_mib(base: Path, how: str) -> tuple[float, float]:
+    """(peak resident MiB, MiB of trainable weights) of `one_run` in a fresh process."""
     out = subprocess.run([sys.executable, __file__, "--one-run", str(base), how], capture_output=True, text=True,
                          check=True)
-    return float(out.stdout.split()[-1])
+    peak, trainable = map(float, out.stdout.split()[-2:])
+    return peak, trainable
 
 
 def main() -> None:
@@ -81,11 +85,12 @@ def main() -> None:
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"oversight, 16 LoRA runs + 8 ceiling runs + controls, --workers 2: {time.time() - start:.0f} s wall, "
           f"largest process peak {children:.0f} MiB")
-    eval_only = peak_mib(base, "eval")
+    eval_only, _ = peak_mib(base, "eval")
     for how in ("lora", "full"):
-        extra = peak_mib(base, how) - eval_only
-        print(f"{how}: a run's extra peak memory over the base {extra:.1f} MiB = {extra / weights:.0%} of its weights "
-              f"(answering only: {eval_only:.0f} MiB)")
+        peak, trainable = peak_mib(base, how)
+        held = 4 * trainable  # the trained weights, their gradients and AdamW's two moments
+        print(f"{how}: tensors a run adds {held:.2f} MiB = {held / weights:.1%} of the base's weights; peak resident "
+              f"memory {peak - eval_only:+.0f} MiB over a process that only answers ({eval_only:.0f} MiB)")
 
 
 if __name__ == "__main__":
