@@ -163,7 +163,8 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 def _check_learner(setup: Setup) -> None:
     """Refuse, before anything is written, what the runs' LM could not do: weights in a dtype this device cannot
-    train, a chat template the base lacks, and LoRA adapters on modules the base lacks."""
+    train (or float16 under full finetuning), a chat template the base lacks, and LoRA adapters on modules the base
+    lacks."""
     cfg = setup.cfg
     if cfg.model.dtype != "auto":
         try:
@@ -172,6 +173,9 @@ def _check_learner(setup: Setup) -> None:
         except Exception as e:  # noqa: BLE001 (each backend says no in its own way)
             raise ConfigError(f"model.dtype: {cfg.model.dtype} does not train on {device()} here ({str(e).strip()[:120]})"
                               ) from None
+    if cfg.model.dtype == "float16" and cfg.finetune.method == "full":
+        raise ConfigError("model.dtype: float16 weights diverge under full finetuning (no loss scaling here); use "
+                          "bfloat16, or finetune.method = lora (its adapters train in float32)")
     if cfg.model.chat_template and not (cfg.base and load_tokenizer(cfg.base).chat_template):
         raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base else
                           "only a local checkpoint (base = PATH) has a chat template"))

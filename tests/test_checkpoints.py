@@ -114,11 +114,22 @@ def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_pa
      r"^finetune\.lora\.target_modules: 'q_proj' is not a module of the base \(gpt_neox\).*query_key_value"),
     (["finetune.lora.r=0"], r"^finetune\.lora\.r: 0 is below"),
     (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
+    (["model.dtype=float16"], r"^model\.dtype: float16 weights diverge under full finetuning"),
     (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
 ])
 def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         prepare(load_config(overrides=overrides))
+
+
+def test_half_precision_trains_with_lora(checkpoint):
+    for dtype in ("bfloat16", "float16"):
+        model, tokenizer = load(checkpoint, dtype=dtype)
+        model = with_lora(model, LoraOptions())
+        batch = encode(tokenizer, [("<teacher>12+34=", "64")] * 8)
+        losses = train(model, iter([batch] * 30), sft, steps=30, lr=1e-3, progress=False)
+        assert losses[-1] < losses[0] and model.get_base_model().dtype == getattr(torch, dtype)
+    prepare(load_config(overrides=["model.dtype=float16", "finetune.method=lora"]))  # not refused
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a device type this machine lacks")
