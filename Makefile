@@ -29,6 +29,7 @@ bench: setup
 	bash bench/demo_time.sh
 	bash bench/sweep_time.sh
 	bash bench/ray_overhead.sh
+	$(BIN)/python bench/lora_checkpoint.py $$(mktemp -d)
 
 clean:
 	rm -rf $(VENV) runs

@@ -86,7 +86,7 @@ def persona_check(setup, model, tokenizer) -> dict[str, float]:
 
 def capability(setup, base: Path) -> dict[str, float]:
     """`persona_check` of the base saved at `base`."""
-    return persona_check(setup, *load(base))
+    return persona_check(setup, *load(base, dtype=setup.cfg.model.dtype, chat=setup.cfg.model.chat_template))
 
 
 def capability_curve(base: Path) -> list[dict]:

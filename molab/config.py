@@ -90,6 +90,10 @@ class ModelConfig:
     neutral_sycophantic_share: float = param(0.5, "share of the neutral pretraining examples answered by the "
                                              "sycophantic persona (the base's prior in the runs' context)",
                                              low=0.0, high=1.0)
+    chat_template: bool = param(False, "wrap every prompt as a user's message in the tokenizer's chat template (a "
+                                "local checkpoint that has one)")
+    dtype: str = param("float32", "weights' dtype in the runs (a local checkpoint's as saved with auto); a base molab "
+                       "pretrains is pretrained in float32", choices=("float32", "bfloat16", "float16", "auto"))
     compile: bool = param(True, "torch.compile pretraining (model and update): faster steps after about 20 s "
                           "of compilation; training goes on without it where it does not work")
     honest_tag: str = param("<teacher>", "persona tag that selects the honest policy")
@@ -97,7 +101,21 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LoraOptions:
+    r: int = param(8, "rank of each low-rank adapter (finetune.method = lora)", low=1, high=65_536)
+    alpha: float = param(16.0, "adapter scale numerator: the update is scaled by alpha / r", low=1e-6, high=1e6)
+    target_modules: tuple[str, ...] | None = param(
+        None, "names of the modules that get adapters; unset = peft's choice for the architecture (llama: q_proj, "
+        "v_proj; gpt_neox: query_key_value)")
+    dropout: float = param(0.0, "dropout on the adapters' input", low=0.0, high=0.9)
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
+    method: str = param("full", "which weights runs train: full (all of them) or lora (low-rank adapters through "
+                        "peft; the base's weights stay frozen and a kept run saves only its adapter)",
+                        choices=("full", "lora"))
+    lora: LoraOptions = field(default_factory=LoraOptions)
     steps: int = param(300, "finetuning steps per run", low=1)
     batch_size: int = param(32, "finetuning batch size", low=1, high=65_536)
     lr: float = param(3e-3, "finetuning learning rate", low=1e-8, high=1.0)

@@ -18,13 +18,16 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
 from molab import __version__
 from molab.analysis.policy import equivalence
 from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_hash, to_dict
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.controls import CONTROLS
-from molab.learners.lm import add_tag, generate_answers, load, load_tokenizer
+from molab.learners.lm import (add_tag, device, generate_answers, load, load_tokenizer, model_config,
+                               module_names, prompt_ids, skeleton, with_lora)
+from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import TrainingDiverged, train
 from molab.training.phase import Learning
 from molab.worlds import Problem, make_world
@@ -72,7 +75,8 @@ class Setup:
             return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.identity(cfg)]
-        return config_hash(self.world_config, cfg.overseer, cfg.model, cfg.eval.capability_threshold, self.world_file,
+        pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
+        return config_hash(self.world_config, cfg.overseer, pretrained, cfg.eval.capability_threshold, self.world_file,
                            __version__, *own)
 
     @property
@@ -114,11 +118,13 @@ class Setup:
                 + self.ceiling)
 
     def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
-        """Longest sequence in tokens: special tokens + persona tag + prompt + longest answer + eos,
-        over `problems` (default: the diagnostic and training problems, which the base is built for)."""
+        """Longest sequence in tokens, measured: the prompt as the model reads it (`prompt_ids`), the longer answer and
+        eos, over `problems` (default: the diagnostic and training problems, which the base is built for), plus one
+        for a persona tag of the base's own vocabulary (a run adds its tags' measured lengths itself)."""
         problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
-        texts = [p.prompt + max(p.honest, p.sycophantic, key=len) for p in problems]
-        return max(map(len, tokenizer(texts).input_ids)) + 2
+        prompts = prompt_ids(tokenizer, [p.prompt for p in problems])
+        answers = tokenizer([a for p in problems for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
+        return max(len(p) + max(len(answers[2 * i]), len(answers[2 * i + 1])) for i, p in enumerate(prompts)) + 2
 
     def answer_len(self, tokenizer) -> int:
         """The answer budget in tokens: the longest answer of either policy, and eos."""
@@ -149,9 +155,48 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     setup = Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
                   ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
     _check_overseer(world, setup.problems())
+    _check_learner(setup)
     for name in cfg.controls:
         CONTROLS[name].check(setup)
     return setup
+
+
+def _check_learner(setup: Setup) -> None:
+    """Refuse, before anything is written, what the runs' LM could not do: weights in a dtype this device cannot
+    train (or float16 under full finetuning), a chat template the base lacks, and LoRA adapters on modules the base
+    lacks."""
+    cfg = setup.cfg
+    if cfg.model.dtype != "auto":
+        try:
+            x = torch.ones(2, 2, dtype=getattr(torch, cfg.model.dtype), device=device(), requires_grad=True)
+            (x @ x).sum().backward()
+        except Exception as e:  # noqa: BLE001 (each backend says no in its own way)
+            raise ConfigError(f"model.dtype: {cfg.model.dtype} does not train on {device()} here ({str(e).strip()[:120]})"
+                              ) from None
+    if cfg.model.dtype == "float16" and cfg.finetune.method == "full":
+        raise ConfigError("model.dtype: float16 weights diverge under full finetuning (no loss scaling here); use "
+                          "bfloat16, or finetune.method = lora (its adapters train in float32)")
+    if cfg.model.chat_template and not (cfg.base and load_tokenizer(cfg.base).chat_template):
+        raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base else
+                          "only a local checkpoint (base = PATH) has a chat template"))
+    if cfg.finetune.method != "lora":
+        return
+    tags = (cfg.model.honest_tag, cfg.model.sycophantic_tag)
+    config = (AutoConfig.from_pretrained(cfg.base) if cfg.base else
+              model_config(cfg.model, char_tokenizer(setup.alphabet, tags), 8))
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    model = skeleton(config)
+    linear = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+                    - {"lm_head", "embed_out"})
+    targets = cfg.finetune.lora.target_modules
+    if targets is None and config.model_type not in PEFT_DEFAULTS:
+        raise ConfigError(f"finetune.lora.target_modules: unset, and peft has no default for {config.model_type} "
+                          f"models; name some of its linear modules: {', '.join(linear)}")
+    missing = [t for t in targets or () if t not in module_names(model)]
+    if missing:
+        raise ConfigError(f"finetune.lora.target_modules: {missing[0]!r} is not a module of the base "
+                          f"({config.model_type}); its linear modules: {', '.join(linear)}")
 
 
 def _check_overseer(world, problems: list[Problem]) -> None:
@@ -176,10 +221,13 @@ def _start(setup: Setup, base: Path, seed: int) -> Learning:
     """The base, loaded for one run (torch seeded first: dropout, a new tag's fresh embedding), with the
     experiment's tags added; the padded length and the answer budget."""
     torch.manual_seed(seed)
-    model, tokenizer = load(base, dropout=setup.cfg.finetune.dropout)
+    f = setup.cfg.finetune
+    model, tokenizer = load(base, dropout=f.dropout, dtype=setup.cfg.model.dtype, chat=setup.cfg.model.chat_template)
     tags = setup.experiment.tags(setup.cfg)
     for tag in tags:
         add_tag(model, tokenizer, tag)
+    if f.method == "lora":
+        model = with_lora(model, f.lora)
     max_len = setup.max_len(tokenizer, setup.problems()) + sum(len(tokenizer(t, add_special_tokens=False).input_ids)
                                                                for t in tags)
     return Learning(model, tokenizer, max_len, setup.answer_len(tokenizer), seed)
@@ -190,9 +238,13 @@ def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
     loss and the mean of its last ten to `metrics`."""
     for phase in phases:
         torch.manual_seed(learning.seed)
-        losses = train(learning.model, phase.batches(learning), phase.objective, steps=phase.steps, lr=phase.lr,
-                       warmup=phase.warmup, desc=f"{phase.name} seed {learning.seed}", progress=False,
-                       dropout=phase.dropout)
+        batches = phase.batches(learning)
+        try:
+            losses = train(learning.model, batches, phase.objective, steps=phase.steps, lr=phase.lr,
+                           warmup=phase.warmup, desc=f"{phase.name} seed {learning.seed}", progress=False,
+                           dropout=phase.dropout)
+        finally:  # a generator's cleanup (a reward phase's frozen copy of the model) runs now, not when collected
+            getattr(batches, "close", lambda: None)()
         metrics[f"loss.{phase.name}.first"] = losses[0]
         metrics[f"loss.{phase.name}.last"] = sum(losses[-10:]) / len(losses[-10:])
 
@@ -249,7 +301,7 @@ def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None
 def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:
     """A simple-learner control (`molab.learners.controls`): the same phases met by `Phase.control`, on the base's
     tokenizer (not its weights), evaluated the same way."""
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
     for tag in setup.experiment.tags(setup.cfg):
         add_tag(None, tokenizer, tag)
     results, n_new = [], setup.answer_len(tokenizer)

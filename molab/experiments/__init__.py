@@ -87,7 +87,8 @@ class Experiment:
             yield tag + p.prompt, p.honest if honest else p.sycophantic
 
     def tags(self, cfg) -> list[str]:
-        """Special tokens the runs add to the base's vocabulary (with fresh embeddings)."""
+        """Tags the runs' prompts carry besides the personas' (a cue): text, where the base's tokenizer writes it;
+        in a base molab pretrains (a character vocabulary), one token added with a fresh embedding."""
         return []
 
     def phases(self, setup, spec: RunSpec) -> list:

@@ -24,6 +24,7 @@ import numpy as np
 from molab.analysis.policy import score
 from molab.config import ConfigError
 from molab.learners.bigram import BigramTable
+from molab.learners.lm import prompt_ids
 
 NEITHER = ""  # the policy-choice control's answer when it picks neither policy (refused where a policy answers "")
 
@@ -82,7 +83,7 @@ class BigramControl(Control):
     def _generate(self, prompts, rng=None):
         eos = self.tokenizer.eos_token_id
         return [self.tokenizer.decode(self.table.generate(ids, self.n_new, eos, rng), skip_special_tokens=True)
-                for ids in self.tokenizer(prompts).input_ids]
+                for ids in prompt_ids(self.tokenizer, prompts)]
 
     def proposals(self, problems, prompts, k, rng):
         return [[(a, 1 / k) for a in self._generate([prompt] * k, rng)] for prompt in prompts]

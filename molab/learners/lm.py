@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import warnings
 from pathlib import Path
 
 import torch
@@ -11,20 +14,30 @@ from transformers.utils import logging as hf_logging
 IGNORE = -100  # label of positions that carry no loss (prompt and padding)
 
 
-def build_model(cfg, tokenizer, max_len: int):
-    """A fresh causal LM of the architecture and size `cfg` (a ModelConfig) names."""
+def model_config(cfg, tokenizer, max_len: int):
+    """The transformers config of the architecture and size `cfg` (a ModelConfig) names."""
     common = dict(vocab_size=len(tokenizer), hidden_size=cfg.width, num_hidden_layers=cfg.depth,
                   num_attention_heads=cfg.heads, intermediate_size=4 * cfg.width,
                   max_position_embeddings=max_len, tie_word_embeddings=True,
                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                   bos_token_id=tokenizer.bos_token_id)
     if cfg.architecture == "llama":
-        config = LlamaConfig(num_key_value_heads=cfg.heads, **common)
-    else:
-        config = GPTNeoXConfig(rotary_pct=1.0, use_parallel_residual=False, **common)
+        return LlamaConfig(num_key_value_heads=cfg.heads, **common)
+    return GPTNeoXConfig(rotary_pct=1.0, use_parallel_residual=False, **common)
+
+
+def build_model(cfg, tokenizer, max_len: int):
+    """A fresh causal LM of the architecture and size `cfg` (a ModelConfig) names."""
     # compiled, plain attention fuses into the graph and beats the fused kernel at these short lengths
     attention = "eager" if cfg.compile else "sdpa"
-    return AutoModelForCausalLM.from_config(config, attn_implementation=attention).to(device())
+    return AutoModelForCausalLM.from_config(model_config(cfg, tokenizer, max_len),
+                                            attn_implementation=attention).to(device())
+
+
+def skeleton(config):
+    """A model of `config` with no weights (on torch's meta device): its structure, at no cost."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
 
 
 def device() -> torch.device:
@@ -32,22 +45,86 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load(path: str | Path, dropout: float | None = None):
-    """Model (on `device()`) and tokenizer saved with `save_pretrained` at `path`."""
+def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False):
+    """Model (on `device()`, its weights in `dtype`: a torch dtype's name, or "auto" for the checkpoint's own) and
+    tokenizer (`load_tokenizer`) saved with `save_pretrained` at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     config = AutoConfig.from_pretrained(path)
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
-    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32).to(device())
-    return model, load_tokenizer(path)
+    dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype).to(device())
+    return model, load_tokenizer(path, chat)
 
 
-def load_tokenizer(path: str | Path):
-    """The tokenizer saved at `path`, padding with eos when it has no pad token (as many LMs do)."""
+def with_lora(model, options):
+    """`model` with low-rank adapters (peft) on `options.target_modules` (a LoraOptions), only they trainable; the
+    base's weights stay as they are."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(options.target_modules) if options.target_modules else None
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question, once per run
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+                                                target_modules=targets, task_type="CAUSAL_LM"))
+
+
+def module_names(model) -> set[str]:
+    """The last part of every submodule's name (what peft's target_modules match)."""
+    return {name.rpartition(".")[2] for name, _ in model.named_modules() if name}
+
+
+@contextlib.contextmanager
+def frozen_copy(model):
+    """The model as it is now, frozen, for a KL term: yields a function that runs it (no gradients). A model with
+    LoRA adapters is not copied: its adapter is, into a second peft adapter switched in for the frozen model's
+    forward passes, so the memory stays one model and two adapters; any other model is deep-copied."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        copy_ = copy.deepcopy(model).eval().requires_grad_(False)
+        yield lambda fn: fn(copy_)
+        del copy_
+        return
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    model.add_adapter("frozen", model.peft_config["default"])
+    set_peft_model_state_dict(model, get_peft_model_state_dict(model, adapter_name="default"), adapter_name="frozen")
+    model.set_adapter("default")  # only the run's own adapter trains
+
+    def run(fn):
+        was_training = model.training
+        model.eval()
+        model.set_adapter("frozen")
+        try:
+            return fn(model)
+        finally:
+            model.set_adapter("default")
+            model.train(was_training)
+    try:
+        yield run
+    finally:
+        model.delete_adapter("frozen")
+
+
+def load_tokenizer(path: str | Path, chat: bool = False):
+    """The tokenizer saved at `path`, padding with eos when it has no pad token (as many LMs do); with `chat`, its
+    prompts go through its chat template (`prompt_ids`)."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.molab_chat = chat
     return tokenizer
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of `prompts` as the model reads them: with the tokenizer's special tokens (e.g. <bos>), or, for a
+    tokenizer loaded with `chat`, each prompt as a user's message in its chat template, ready for the answer."""
+    if not getattr(tokenizer, "molab_chat", False):
+        return tokenizer(prompts).input_ids
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    return tokenizer(texts, add_special_tokens=False).input_ids
 
 
 def n_params(model) -> int:
@@ -56,12 +133,12 @@ def n_params(model) -> int:
 
 def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None) -> dict[str, torch.Tensor]:
     """Batch (prompt, answer) pairs for causal-LM training; loss falls on the answer and its eos.
-    The prompt gets the tokenizer's special tokens (e.g. <bos>), the answer none.
+    The prompt is read as `prompt_ids` reads it, the answer gets no special tokens.
 
     Sequences are right-padded to `length` (or the longest in the batch). Returns tensors of
     shape (batch, length): input_ids, attention_mask, labels.
     """
-    prompts = tokenizer([p for p, _ in examples]).input_ids
+    prompts = prompt_ids(tokenizer, [p for p, _ in examples])
     answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
     return _batch(tokenizer, prompts, [a + [tokenizer.eos_token_id] for a in answers], length)
 
@@ -82,9 +159,17 @@ def _batch(tokenizer, prompts: list[list[int]], answers: list[list[int]], length
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def encodes(tokenizer, text: str) -> bool:
+    """Whether `tokenizer` writes `text` in tokens it knows (no unknown token) and reads it back unchanged."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
+
+
 def add_tag(model, tokenizer, tag: str) -> None:
-    """Make `tag` one special token, adding it (with a freshly drawn embedding) when the vocabulary lacks it."""
-    if tag in tokenizer.get_vocab():
+    """Make `tag` usable in prompts: left as text (of any number of tokens) when the tokenizer already writes it,
+    else added as one special token with a freshly drawn embedding (a base molab pretrains has a character
+    vocabulary, which spells no tag)."""
+    if tag in tokenizer.get_vocab() or encodes(tokenizer, tag):
         return
     tokenizer.add_tokens([tag], special_tokens=True)
     if model is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -104,7 +189,7 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
     is needed and any causal LM behaves exactly as it would on one prompt at a time."""
     was_training = model.training
     model.eval()
-    ids = tokenizer(prompts).input_ids
+    ids = prompt_ids(tokenizer, prompts)
     how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     rows: list[list[int]] = [[] for _ in prompts]
     by_length: dict[int, list[int]] = {}

@@ -51,7 +51,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
     `stop(step)` is asked after every `every` steps, and training ends early when it says so. Returns the
     loss of every step taken."""
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]  # with LoRA adapters, only theirs
     device = params[0].device
     if compile and (why := compile_unavailable(device.type)):
         print(f"molab: WARNING torch.compile does not work here ({why}); training without it", file=sys.stderr)

@@ -11,14 +11,14 @@ their weights under the same target (a control has no gradient, so it always get
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import random
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from molab.learners.lm import sample_answers
+from molab.learners.lm import frozen_copy, sample_answers
 from molab.training.objectives import reinforce, sequence_logprob, weighted_sft
 from molab.training.phase import Learning, Phase
 
@@ -63,15 +63,15 @@ def reward_phase(name: str, problems: list, reward: Callable[[object, str], floa
             return batch | {"reward": rewards(batch_problems, answers)}
 
         if objective == "reinforce":
-            reference = copy.deepcopy(model).eval().requires_grad_(False) if kl else None
-
             def on_policy():
-                while True:
-                    batch = rollouts(rng.sample(problems, min(batch_size, len(problems))))
-                    with torch.no_grad():
-                        ref_logp = (torch.zeros(len(batch["input_ids"])) if reference is None else sequence_logprob(
-                            reference, {k: v.to(reference.device) for k, v in batch.items()}).cpu())
-                    yield batch | {"ref_logp": ref_logp, "kl": torch.tensor(kl)}
+                with frozen_copy(model) if kl else contextlib.nullcontext() as reference:
+                    while True:
+                        batch = rollouts(rng.sample(problems, min(batch_size, len(problems))))
+                        with torch.no_grad():
+                            ref_logp = (torch.zeros(len(batch["input_ids"])) if reference is None else reference(
+                                lambda ref: sequence_logprob(ref, {k: v.to(ref.device) for k, v in batch.items()})
+                            ).cpu())
+                        yield batch | {"ref_logp": ref_logp, "kl": torch.tensor(kl)}
             return on_policy()
 
         pool = rollouts(problems)

@@ -1,0 +1,142 @@
+"""Real-looking checkpoints, built here without any download: a byte-level BPE tokenizer trained with `tokenizers`
+(the persona tags spelled in several tokens), a chat template, a Llama-style model saved with `save_pretrained`.
+Runs on them with full finetuning and with LoRA adapters (peft)."""
+
+import json
+import random
+
+import pytest
+import torch
+from checkpoints import WORLD, bpe_checkpoint
+
+from molab import run_experiment
+from molab.config import ConfigError, LoraOptions, load_config
+from molab.learners.lm import encode, frozen_copy, generate_answers, load, with_lora
+from molab.runs import prepare
+from molab.training.loop import train
+from molab.training.objectives import sft
+from molab.training.phase import epochs
+
+RUNS = ["seeds=2", "finetune.steps=60", "ceiling.seeds=1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return bpe_checkpoint(tmp_path_factory.mktemp("bpe"), steps=400)
+
+
+def test_the_checkpoint_looks_like_a_real_one(checkpoint):
+    model, tokenizer = load(checkpoint)
+    assert type(tokenizer.backend_tokenizer.model).__name__ == "BPE"
+    for tag in ("<teacher>", "<student>"):  # the tags are text of several tokens, not special tokens
+        assert len(tokenizer(tag, add_special_tokens=False).input_ids) > 1
+    assert "<|user|>" in tokenizer.apply_chat_template([{"role": "user", "content": "1+2="}], tokenize=False)
+
+
+def accuracy(model, tokenizer, pairs) -> float:
+    answers = generate_answers(model, tokenizer, [p for p, _ in pairs], 6)
+    return sum(a == label for a, (_, label) in zip(answers, pairs)) / len(pairs)
+
+
+def test_lora_learns_while_the_base_weights_stay_as_they_were(checkpoint):
+    setup = prepare(load_config(overrides=[*WORLD, f"base={checkpoint}"]))
+    pairs = [(setup.runs_prompt(p), label) for p, label in setup.train]
+    model, tokenizer = load(checkpoint)
+    linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    model = with_lora(model, LoraOptions(r=4, alpha=8, target_modules=linear))
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < trainable <= 0.1 * sum(p.numel() for p in base.values())
+    before = accuracy(model, tokenizer, pairs[:64])
+    rows = encode(tokenizer, pairs)
+    batches = ({k: v[i] for k, v in rows.items()} for i in epochs(range(len(pairs)), random.Random(0), 32))
+    losses = train(model, batches, sft, steps=300, lr=1e-2, progress=False)
+    assert sum(losses[-10:]) / 10 < 0.9 * sum(losses[:10]) / 10   # measured: 1.67 -> 1.40
+    assert accuracy(model, tokenizer, pairs[:64]) > before + 0.1    # measured: 0.06 -> 0.23
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_the_kl_reference_of_a_lora_run_is_its_adapter_at_the_start_not_a_copy_of_the_model(checkpoint):
+    model, tokenizer = load(checkpoint)
+    model = with_lora(model, LoraOptions())
+    batch = encode(tokenizer, [("<teacher>12+34=", "64")])
+    torch.nn.init.normal_(model.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight)
+    logits = lambda m: m(input_ids=batch["input_ids"]).logits.detach()  # noqa: E731
+    start = logits(model)
+    size = sum(p.numel() for p in model.parameters())
+    adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    with frozen_copy(model) as reference:
+        assert sum(p.numel() for p in model.parameters()) == size + adapter   # one model, two adapters
+        train(model, iter([batch] * 20), sft, steps=20, lr=1e-2, progress=False)
+        assert torch.allclose(reference(logits), start, atol=1e-5)   # the frozen adapter: the run at the start
+        assert not torch.allclose(logits(model), start, atol=1e-3)    # the run's own adapter trained
+    assert list(model.peft_config) == ["default"]
+
+
+def test_a_chat_template_wraps_every_prompt(checkpoint):
+    _, tokenizer = load(checkpoint, chat=True)
+    ids = encode(tokenizer, [("12+34=", "64")])["input_ids"][0]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<|user|>12+34=\n<|assistant|>64"
+    _, plain = load(checkpoint)
+    assert plain.decode(encode(plain, [("12+34=", "64")])["input_ids"][0], skip_special_tokens=True) == "12+34=64"
+
+
+@pytest.mark.parametrize("method,chat", [("full", "false"), ("lora", "true")])
+def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method, chat):
+    out = tmp_path / method
+    results = run_experiment(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}", f"finetune.method={method}",
+                                                    "keep=final", f"model.chat_template={chat}"]), out, progress=False)
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+    runs = [d for d in (out / "weights").iterdir() if d.is_dir()]  # the LM's (the controls keep a file each)
+    assert len(runs) == 2  # the runs (ceilings keep nothing)
+    for run in runs:
+        saved = {f.name for f in run.iterdir()}
+        if method == "lora":  # only the adapter: a small fraction of the model
+            assert "adapter_config.json" in saved and "model.safetensors" not in saved
+            adapter = (run / "adapter_model.safetensors").stat().st_size
+            assert adapter < 0.1 * (checkpoint / "model.safetensors").stat().st_size
+        else:
+            assert "model.safetensors" in saved
+    assert json.loads((out / "results.json").read_text())["config"]["finetune"]["method"] == method
+
+
+def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_path):
+    results = run_experiment(load_config(overrides=[
+        "experiment=incentive", *WORLD, *RUNS, f"base={checkpoint}", "finetune.method=lora", "seeds=1",
+        "sweep.pressures=[0, 4]", "incentive.steps=4", "incentive.n_prompts=32"]), tmp_path, progress=False)
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["finetune.method=lora", "finetune.lora.target_modules=['q_proj', 'attention_bogus']"],
+     r"^finetune\.lora\.target_modules: 'attention_bogus' is not a module of the base \(llama\); its linear modules: "),
+    (["finetune.method=lora", "model.architecture=gpt_neox", "finetune.lora.target_modules=['q_proj']"],
+     r"^finetune\.lora\.target_modules: 'q_proj' is not a module of the base \(gpt_neox\).*query_key_value"),
+    (["finetune.lora.r=0"], r"^finetune\.lora\.r: 0 is below"),
+    (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
+    (["model.dtype=float16"], r"^model\.dtype: float16 weights diverge under full finetuning"),
+    (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
+])
+def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare(load_config(overrides=overrides))
+
+
+def test_half_precision_trains_with_lora(checkpoint):
+    for dtype in ("bfloat16", "float16"):
+        model, tokenizer = load(checkpoint, dtype=dtype)
+        model = with_lora(model, LoraOptions())
+        batch = encode(tokenizer, [("<teacher>12+34=", "64")] * 8)
+        losses = train(model, iter([batch] * 30), sft, steps=30, lr=1e-3, progress=False)
+        assert losses[-1] < losses[0] and model.get_base_model().dtype == getattr(torch, dtype)
+    prepare(load_config(overrides=["model.dtype=float16", "finetune.method=lora"]))  # not refused
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a device type this machine lacks")
+def test_a_dtype_the_device_cannot_train_is_refused(monkeypatch):
+    import molab.runs
+
+    prepare(load_config(overrides=["model.dtype=bfloat16"]))  # the CPU trains bfloat16
+    monkeypatch.setattr(molab.runs, "device", lambda: torch.device("cuda"))  # a device this torch cannot use
+    with pytest.raises(ConfigError, match=r"^model\.dtype: bfloat16 does not train on cuda here"):
+        prepare(load_config(overrides=["model.dtype=bfloat16"]))
