@@ -77,7 +77,7 @@ class ModelConfig:
     heads: int = param(4, "attention heads (must divide width)", low=1, high=64)
     seed: int = param(0, "seed of the base's initial weights and pretraining order; `bases` = N pretrains bases "
                       "with seeds model.seed to model.seed + N - 1", low=0)
-    pretrain_steps: int = param(2000, "pretraining budget in steps: pretraining stops early once both persona checks "
+    pretrain_steps: int = param(3000, "pretraining budget in steps: pretraining stops early once both persona checks "
                                 "reach eval.capability_threshold", low=1)
     check_every: int = param(500, "pretraining steps between persona checks (0: check only at the end)", low=0)
     batch_size: int = param(128, "pretraining batch size", low=1, high=65_536)
@@ -87,7 +87,7 @@ class ModelConfig:
     neutral_share: float = param(0.25, "share of pretraining examples shown with the runs' neutral prompt (no tag), "
                                  "each answered by a persona drawn with model.neutral_sycophantic_share", low=0.0,
                                  high=1.0)
-    neutral_sycophantic_share: float = param(0.5, "share of the neutral pretraining examples answered by the "
+    neutral_sycophantic_share: float = param(0.15, "share of the neutral pretraining examples answered by the "
                                              "sycophantic persona (the base's prior in the runs' context)",
                                              low=0.0, high=1.0)
     chat_template: bool = param(False, "wrap every prompt as a user's message in the tokenizer's chat template (a "
@@ -118,7 +118,8 @@ class FinetuneConfig:
     lora: LoraOptions = field(default_factory=LoraOptions)
     steps: int = param(300, "finetuning steps per run", low=1)
     batch_size: int = param(32, "finetuning batch size", low=1, high=65_536)
-    lr: float = param(3e-3, "finetuning learning rate", low=1e-8, high=1.0)
+    lr: float = param(3e-4, "finetuning learning rate: gentle, so runs keep the base's own choice in their "
+                      "context rather than relearn the task", low=1e-8, high=1.0)
     dropout: float = param(0.0, "attention dropout during finetuning (the base is pretrained without)", low=0.0, high=0.9)
 
 

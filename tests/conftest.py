@@ -10,7 +10,7 @@ import pytest
 
 TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", "model.depth=2", "model.heads=2",
         "model.batch_size=64", "model.compile=false", "model.pretrain_steps=800", "scheme.n_train=300",
-        "finetune.steps=150", "ceiling.seeds=2"]
+        "finetune.steps=150", "finetune.lr=3e-3", "ceiling.seeds=2"]
 
 
 @pytest.fixture(scope="session")
