@@ -24,7 +24,6 @@ import numpy as np
 from molab.analysis.policy import score
 from molab.config import ConfigError
 from molab.learners.bigram import BigramTable
-from molab.learners.lm import prompt_ids
 
 NEITHER = ""  # the policy-choice control's answer when it picks neither policy (refused where a policy answers "")
 
@@ -81,6 +80,8 @@ class BigramControl(Control):
         self.table.add(token_sequences(self.tokenizer, [(prompt, answer) for _, prompt, answer in examples]), weights)
 
     def _generate(self, prompts, rng=None):
+        from molab.learners.lm import prompt_ids  # here: a re-analysis imports this module, and no torch
+
         eos = self.tokenizer.eos_token_id
         return [self.tokenizer.decode(self.table.generate(ids, self.n_new, eos, rng), skip_special_tokens=True)
                 for ids in prompt_ids(self.tokenizer, prompts)]
