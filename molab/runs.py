@@ -187,8 +187,7 @@ def _check_learner(setup: Setup) -> None:
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
 
     model = skeleton(config)
-    linear = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-                    - {"lm_head", "embed_out"})
+    linear = sorted(module_names(model, torch.nn.Linear) - {"lm_head", "embed_out"})
     targets = cfg.finetune.lora.target_modules
     if targets is None and config.model_type not in PEFT_DEFAULTS:
         raise ConfigError(f"finetune.lora.target_modules: unset, and peft has no default for {config.model_type} "

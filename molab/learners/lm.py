@@ -69,9 +69,9 @@ def with_lora(model, options):
                                                 target_modules=targets, task_type="CAUSAL_LM"))
 
 
-def module_names(model) -> set[str]:
-    """The last part of every submodule's name (what peft's target_modules match)."""
-    return {name.rpartition(".")[2] for name, _ in model.named_modules() if name}
+def module_names(model, kind: type = torch.nn.Module) -> set[str]:
+    """The last part of the name of every submodule of type `kind` (what peft's target_modules match)."""
+    return {name.rpartition(".")[2] for name, m in model.named_modules() if name and isinstance(m, kind)}
 
 
 @contextlib.contextmanager
@@ -84,7 +84,6 @@ def frozen_copy(model):
     if not isinstance(model, PeftModel):
         copy_ = copy.deepcopy(model).eval().requires_grad_(False)
         yield lambda fn: fn(copy_)
-        del copy_
         return
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
