@@ -6,10 +6,17 @@ TORCH := torch==2.13.0
 
 .PHONY: demo test setup bench docs clean
 
+# --no-compile: Python compiles only the modules molab imports, on first import, not all of every package
+PIP := $(BIN)/pip install --quiet --no-compile
+
 $(BIN)/molab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP) $(TORCH)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: $(BIN)/molab
+	$(PIP) -e '.[test]'
 	touch $@
 
 setup: $(BIN)/molab
@@ -17,11 +24,11 @@ setup: $(BIN)/molab
 demo: setup
 	$(BIN)/molab demo --workers 2
 
-test: setup
+test: $(VENV)/.test
 	$(BIN)/python -m pytest molab tests
 
-bench: setup
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+bench: $(VENV)/.test
+	$(PIP) -e '.[test,bench]'
 	$(BIN)/python bench/pretrain_throughput.py
 	$(BIN)/python bench/busy_machine.py
 	$(BIN)/python bench/runs_per_hour.py

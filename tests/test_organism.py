@@ -230,3 +230,14 @@ def test_graded_fit_recovers_the_share_of_sycophantic_answers():
     assert fit["log_odds_at_zero_ci"][0] < -2 * shrink < fit["log_odds_at_zero_ci"][1]
     assert fit["slope_ci"][0] < 1.5 * shrink < fit["slope_ci"][1] and fit["n_answers"] == 128 * 48
     assert "refused" in graded_fit(runs.assign(**{"rates.hard.sycophantic": 0.0}), 0.95)
+
+
+def test_the_answer_says_the_bases_prior_is_a_setting():
+    from molab.config import to_dict
+    from molab.report import _prior_words
+
+    words = _prior_words(to_dict(load_config(overrides=["model.neutral_sycophantic_share=0.3"])))
+    assert "30% of its pretraining examples with the runs' neutral prompt" in words
+    # a base that never saw the neutral prompt, or one molab did not pretrain, was given no prior by molab
+    assert _prior_words(to_dict(load_config(overrides=["model.neutral_share=0"]))) == ""
+    assert _prior_words(to_dict(load_config()) | {"base": "/a/checkpoint"}) == ""

@@ -297,7 +297,18 @@ def answer_words(results: dict) -> str:
         words += " " + prior_odds_words(results)
     if nb == 1:
         words += " The interval covers seeds on one base, not differences between bases."
-    return words
+    return words + _prior_words(results["config"])
+
+
+def _prior_words(config: dict) -> str:
+    """What the base molab pretrained was taught to answer in the runs' own (neutral) context: a setting of the
+    organism that the runs' split partly reflects, not a finding."""
+    m = config["model"]
+    if config["base"] or not m["neutral_share"]:
+        return ""
+    return (f" The base's prior in the runs' context is a setting, not a finding: {m['neutral_sycophantic_share']:.0%} "
+            "of its pretraining examples with the runs' neutral prompt were answered the overseer's way "
+            "(model.neutral_sycophantic_share), and runs that keep the base's choice follow that prior.")
 
 
 def _capability_section(results: dict) -> str:
