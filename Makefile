@@ -6,8 +6,7 @@ TORCH := torch==2.13.0
 
 .PHONY: demo test setup bench docs clean
 
-# --no-compile: Python compiles only the modules molab imports, on first import, not all of every package
-PIP := $(BIN)/pip install --quiet --no-compile
+PIP := $(BIN)/pip install --quiet
 
 $(BIN)/molab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
