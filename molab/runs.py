@@ -211,7 +211,8 @@ def _check_overseer(world, problems: list[Problem]) -> None:
 
 def run_id(setup: Setup, learner: str, spec: RunSpec) -> str:
     return config_hash(setup.experiment_id_of(spec), learner, spec.seed,
-                       *([] if spec.pressure is None else [spec.pressure]))
+                       *([] if spec.pressure is None else [spec.pressure]),
+                       *([[earlier for earlier, _ in spec.after]] if spec.after else []))
 
 
 # ---------------------------------------------------------------- the LM
@@ -248,12 +249,15 @@ def _train_phases(learning: Learning, phases: list, metrics: dict) -> None:
         metrics[f"loss.{phase.name}.last"] = sum(losses[-10:]) / len(losses[-10:])
 
 
-def _answers(setup: Setup, spec: RunSpec, generate) -> dict[str, list[str]]:
+def _answers(setup: Setup, spec: RunSpec, generate) -> dict[str, dict[str, list[str]]]:
     """Every diagnostic problem's answer under every evaluation condition (a ceiling run: the first only), by
-    condition; `generate(problems, prompts)` answers."""
+    condition, as `answers`; and, as `outputs`, the answers to each of the experiment's `answered` sets (not a
+    ceiling run's), with the runs' prompt. `generate(problems, prompts)` answers."""
     conditions = list(setup.experiment.conditions(setup).items())
-    return {name: generate(setup.diagnostic, [prompt(p) for p in setup.diagnostic])
-            for name, prompt in (conditions[:1] if spec.ceiling else conditions)}
+    return {"answers": {name: generate(setup.diagnostic, [prompt(p) for p in setup.diagnostic])
+                        for name, prompt in (conditions[:1] if spec.ceiling else conditions)},
+            "outputs": {name: generate(setup.datasets[name], [setup.runs_prompt(p) for p in setup.datasets[name]])
+                        for name in ([] if spec.ceiling else setup.experiment.answered)}}
 
 
 def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
@@ -284,7 +288,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
             weights = keep / run_id(setup, "lm", spec)
             model.save_pretrained(weights)
             tokenizer.save_pretrained(weights)
-        results.append({"answers": answers, "metrics": metrics, "weights": weights and str(weights)})
+        results.append(answers | {"metrics": metrics, "weights": weights and str(weights)})
     return results
 
 
@@ -317,8 +321,8 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             weights = control.save(keep / run_id(setup, learner, spec))
-        results.append({"answers": _answers(setup, spec, control.answer), "weights": weights,
-                        "metrics": {"deterministic": deterministic(setup, learner, spec, phases)}})
+        results.append(_answers(setup, spec, control.answer) | {
+            "weights": weights, "metrics": {"deterministic": deterministic(setup, learner, spec, phases)}})
     return results
 
 
@@ -339,8 +343,9 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
              "learner": learner, "seed": spec.seed, "pressure": spec.pressure,
              "config": to_dict(setup.cfg) | {"seed": spec.seed, "pressure": spec.pressure, "learner": learner,
                                              "base_key": setup.base_key, "ceiling_policy": spec.ceiling,
-                                             "threads": torch.get_num_threads()},
+                                             "threads": torch.get_num_threads(),
+                                             "after": [earlier for earlier, _ in spec.after]},
              "status": "failed" if "error" in got else "done", "metrics": got.get("metrics"),
              "error": got.get("error"), "seconds": seconds, "weights": got.get("weights"),
-             "answers": got.get("answers"), "problem_set": setup.problem_set}
+             "answers": got.get("answers"), "outputs": got.get("outputs"), "problem_set": setup.problem_set}
             for spec, got in zip(specs, results)]

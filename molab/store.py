@@ -4,7 +4,8 @@ A run's row holds its id (a hash of everything that determines it), its pressure
 oversight experiment), its full config, the code revision and package versions, its status ("done" or
 "failed"), the failure reason, its training metrics (losses) as JSON, and where its kept weights are.
 Its answers to every diagnostic problem under every evaluation condition are in `answers` (zlib-
-compressed JSON, one row per run and condition); the problems themselves are stored once per problem
+compressed JSON, one row per run and condition), beside its answers to any set an experiment has every run
+answer unscored (`outputs`: condition "set:NAME", negative positions); the problems themselves are stored once per problem
 set in `problem_sets`. A run and its answers are written in one transaction. Writing a run that is
 already stored replaces nothing: `finished_ids` lets a sweep skip it, so re-running a sweep resumes it.
 
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS answers (
     run_id TEXT NOT NULL,
     condition TEXT NOT NULL,
-    position INTEGER NOT NULL,  -- the condition's place in the experiment's list; 0 is where runs are classified
+    position INTEGER NOT NULL,  -- the condition's place in the experiment's list; 0 is where runs are classified;
+                                -- negative: an unscored set (`outputs`), answered in the order of data/NAME.jsonl
     answers BLOB NOT NULL,      -- zlib-compressed JSON list, in the order of the run's problem set
     PRIMARY KEY (run_id, condition)
 );
@@ -186,9 +188,9 @@ class Store:
     def record(self, *, run_id: str, experiment_id: str, learner: str, seed: int, config: dict,
                status: str, metrics: dict | None = None, error: str | None = None, seconds: float = 0.0,
                pressure: float | None = None, weights: str | None = None, problem_set: str | None = None,
-               answers: dict[str, list[str]] | None = None) -> None:
-        """Record a finished run and its answers (by condition, in order) in one transaction; a run already
-        recorded is left as it is."""
+               answers: dict[str, list[str]] | None = None, outputs: dict[str, list[str]] | None = None) -> None:
+        """Record a finished run, its answers (by condition, in order) and its outputs (answers to unscored sets, by
+        set name) in one transaction; a run already recorded is left as it is."""
         with closing(self._connect()) as db, db:
             new = db.execute(
                 "INSERT OR IGNORE INTO runs (run_id, experiment_id, learner, seed, status, error, config, metrics, "
@@ -199,7 +201,9 @@ class Store:
                  time.strftime("%Y-%m-%dT%H:%M:%S"), pressure, weights, problem_set)).rowcount
             if new:
                 db.executemany("INSERT INTO answers VALUES (?,?,?,?)",
-                               [(run_id, c, i, _pack(a)) for i, (c, a) in enumerate((answers or {}).items())])
+                               [(run_id, c, i, _pack(a)) for i, (c, a) in enumerate((answers or {}).items())]
+                               + [(run_id, f"set:{name}", -1 - i, _pack(a))
+                                  for i, (name, a) in enumerate((outputs or {}).items())])
 
 
 def _read(out: str | Path, query: str) -> pd.DataFrame:
@@ -222,7 +226,7 @@ def load_answers(out: str | Path) -> pd.DataFrame:
     run's id, experiment, learner, seed and pressure, the condition, and the problem (prompt, difficulty, the
     honest and the sycophantic answer) beside the run's answer."""
     runs = _read(out, "SELECT run_id, experiment_id, learner, seed, pressure, problem_set FROM runs")
-    answers = _read(out, "SELECT * FROM answers ORDER BY run_id, position")
+    answers = _read(out, "SELECT * FROM answers WHERE position >= 0 ORDER BY run_id, position")
     problems, rows = _problems(out), []
     by_run = runs.set_index("run_id")
     for a in answers.itertuples():
@@ -232,6 +236,12 @@ def load_answers(out: str | Path) -> pd.DataFrame:
                          p.difficulty, p.honest, p.sycophantic, answer))
     return pd.DataFrame(rows, columns=["run_id", "experiment_id", "learner", "seed", "pressure", "condition",
                                        "problem", "prompt", "difficulty", "honest", "sycophantic", "answer"])
+
+
+def load_outputs(out: str | Path, name: str) -> dict[str, list[str]]:
+    """Each run's stored answers to the unscored set `name` (an experiment's `answered` set), by run id."""
+    rows = _read(out, f"SELECT run_id, answers FROM answers WHERE condition = 'set:{name}'")
+    return {r.run_id: _unpack(r.answers) for r in rows.itertuples()}
 
 
 def _flat(prefix: str, d: dict) -> dict:
@@ -244,7 +254,9 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     own (e.g. `loss.finetune.last`), and what its answers under the first evaluation condition score under
     `eval` (an EvalConfig; default: molab's defaults): the rates of honest / sycophantic / other answers
     (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
-    and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others. Scoring happens here, from the stored answers: nothing derived is stored."""
+    and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others;
+    `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
+    stored answers: nothing derived is stored."""
     from molab.analysis.policy import classify, equivalence, outcome, parted, rates
     from molab.config import EvalConfig
     from molab.experiments import get_experiment
@@ -260,6 +272,7 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     for run, config in zip(df.itertuples(), configs):
         metrics = _flat("", json.loads(run.metrics)) if isinstance(run.metrics, str) else {}
         metrics["ceiling"] = config.get("ceiling_policy")
+        metrics["n_after"] = len(config.get("after") or [])  # a chained run: how many earlier runs it trains against
         if run.run_id in answers:
             experiment = experiments[config["experiment"]]
             r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
@@ -268,4 +281,5 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
             metrics |= _flat("rates.", r) | {"policy": policy, "outcome": outcome(policy, r, eval.collapse_threshold)}
         scored.append(metrics)
     out_df = pd.concat([df.drop(columns="metrics"), pd.DataFrame(scored, index=df.index)], axis=1)
-    return out_df if "policy" in out_df else out_df.assign(policy=None, outcome=None)
+    out_df = out_df if "policy" in out_df else out_df.assign(policy=None, outcome=None)
+    return out_df if "n_after" in out_df else out_df.assign(n_after=0)

@@ -22,7 +22,7 @@ from molab.config import ExperimentConfig
 from molab.execution import Executor, run_all, torch_threads
 from molab.experiments import RunSpec
 from molab.runs import Setup, deterministic, execute, prepare, run_id
-from molab.store import Store, check_folder, holding, load_results, write_atomic
+from molab.store import Store, check_folder, holding, load_outputs, load_results, write_atomic
 
 
 def write_data(setup: Setup, out: Path) -> None:
@@ -73,9 +73,13 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
 
 
 def _finished(setups: list[Setup], out: Path, plan: list[RunSpec]):
-    """The finished runs of `plan` on every base, scored under the config's eval settings."""
+    """The finished runs of `plan` on every base, scored under the config's eval settings, with a column
+    `outputs.NAME` of each run's answers to each of the experiment's `answered` sets."""
     runs = summary_runs(load_results(out, setups[0].cfg.eval), [s.experiment_id for s in setups], _pairs(plan))
-    return runs[runs["status"] == "done"]
+    runs = runs[runs["status"] == "done"]
+    for name in setups[0].experiment.answered:
+        runs = runs.assign(**{f"outputs.{name}": runs["run_id"].map(load_outputs(out, name))})
+    return runs
 
 
 def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[RunSpec]:

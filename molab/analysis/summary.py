@@ -192,6 +192,8 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
                         | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
+    extra = experiment.summarize(cfg, df, out)
+    df = df[df["n_after"] == 0]  # chained runs are no independent draws: the experiment's summary reports them
     lm_runs = df[df["learner"] == "lm"]
     lm = learner_summary(lm_runs, conf)
     controls = {name: control_runs(df, name) for name in cfg.controls}
@@ -226,4 +228,5 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         "bases": per_base,
         "config": to_dict(cfg),
         "plan": [list(pair) for pair in plan],
+        **extra,
     }

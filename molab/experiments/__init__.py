@@ -2,7 +2,8 @@
 
 An experiment supplies its own config section, the extra problem sets it draws, the base's
 pretraining corpus, the training phases of one run, the evaluation conditions, the scorer, its
-pressure (sweeps) and its plan of runs. Everything else (the capable base, runs, the store, the
+pressure (sweeps), its plan of runs (which may chain runs, each trained against earlier ones' answers) and
+what its results and report add. Everything else (the capable base, runs, the store, the
 sweep, the analysis and the report) is shared machinery that never asks which experiment it runs.
 
 A new experiment subclasses `Experiment` (or a registered one), overrides what differs, and
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-BUILT_IN = ("oversight", "incentive", "spoonfeeding")
+BUILT_IN = ("oversight", "incentive", "spoonfeeding", "diversity")
 _REGISTRY: dict[str, Experiment] = {}
 
 
@@ -51,6 +52,10 @@ class RunSpec:
     seed: int
     pressure: float | None = None
     ceiling: str | None = None
+    # a chained run: (run id, its answers to the experiment's `answered` set) of each earlier run it trains against;
+    # the ids are part of its own id, so a changed earlier run makes every later one new. Chained runs are not
+    # independent draws: the pooled P(·) leaves them out and the experiment's `summarize` reports them.
+    after: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class Experiment:
@@ -61,6 +66,7 @@ class Experiment:
     name: str = ""
     Config: type = NoOptions  # its own frozen config section, `[name]` in TOML, with help on each field
     pressure: Pressure | None = None
+    answered: tuple[str, ...] = ()  # names of `datasets` every run also answers (greedily) and stores, unscored
 
     def check(self, cfg) -> None:
         """Refuse (ConfigError) settings that are valid key by key but not together."""
@@ -125,6 +131,20 @@ class Experiment:
         pressures = ([None] if self.pressure is None else
                      sorted({self.pressure_used(cfg, x) for x in self.pressure.values(cfg.sweep.pressures)}))
         return [RunSpec(seed, x) for x in pressures for seed in range(cfg.seeds)]
+
+    def summarize(self, cfg, runs, out) -> dict:
+        """What this experiment adds to results.json, from `runs` (the plan's runs, as `load_results` scores them,
+        with a `base` column) and the store in `out`."""
+        return {}
+
+    def words(self, results: dict) -> str:
+        """What this experiment adds to the answer in words (a sentence or more, or "")."""
+        return ""
+
+    def report(self, results: dict, runs) -> str:
+        """What this experiment adds to the report: HTML (sections, figures), or "". No torch here: re-analysis
+        imports none."""
+        return ""
 
 
 def _neutral(problem) -> str:

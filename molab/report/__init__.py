@@ -21,6 +21,7 @@ from scipy.special import expit  # noqa: E402
 from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
+from molab.experiments import get_experiment  # noqa: E402
 from molab.learners.controls import CONTROLS  # noqa: E402
 from molab.store import STORE, holding, load_results, write_atomic  # noqa: E402
 
@@ -297,7 +298,8 @@ def answer_words(results: dict) -> str:
         words += " " + prior_odds_words(results)
     if nb == 1:
         words += " The interval covers seeds on one base, not differences between bases."
-    return words + _prior_words(results["config"])
+    more = get_experiment(results["experiment"]).words(results)
+    return words + (" " + more if more else "") + _prior_words(results["config"])
 
 
 def _prior_words(config: dict) -> str:
@@ -394,6 +396,7 @@ divided by its base's ceiling, and its accuracy on easy problems; means with {co
 <p>On easy problems the two policies agree, so an answer there can count as both.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
 {_difficulty_plot(results)}
+{get_experiment(results["experiment"]).report(results, runs)}
 <h2>Config</h2><pre>{html.escape(json.dumps(results['config'], indent=1))}</pre>
 </body></html>"""
     path = out / "report.html"
