@@ -34,6 +34,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/prior_odds_efficiency.py
 	bash bench/demo_time.sh
 	bash bench/sweep_time.sh
+	bash bench/diversity_time.sh
 	bash bench/ray_overhead.sh
 	$(BIN)/python bench/lora_checkpoint.py $$(mktemp -d)
 

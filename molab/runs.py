@@ -282,13 +282,13 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
             results.append({"error": str(e)})
             continue
         model, tokenizer = learning.model, learning.tokenizer
-        answers = _answers(setup, spec, lambda _, prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
+        answered = _answers(setup, spec, lambda _, prompts: generate_answers(model, tokenizer, prompts, learning.n_new))
         weights = None
         if keep is not None:
             weights = keep / run_id(setup, "lm", spec)
             model.save_pretrained(weights)
             tokenizer.save_pretrained(weights)
-        results.append(answers | {"metrics": metrics, "weights": weights and str(weights)})
+        results.append(answered | {"metrics": metrics, "weights": weights and str(weights)})
     return results
 
 

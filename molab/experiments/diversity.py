@@ -10,8 +10,9 @@ it, so a later run needs no earlier weights, and a resumed chain continues from 
 Disagreement on generated answers, after D-BAT (Pagliardini et al. 2023): for an earlier run's answer a to prompt x,
 the loss is -log P(the two runs' answers differ) = -log(1 - p(a | x)), where p is the new run's probability of
 generating a (the earlier run answers greedily, so its answer is certain). It is finite, zero when the new run
-cannot produce a, and grows without bound as it reproduces a; averaged over earlier runs (each distinct answer
-weighted by how many earlier runs gave it) and over prompts. `diversity.mode = "parting"` counts disagreement only
+cannot produce a, and grows as it reproduces a (p is capped, so it stays finite); averaged over earlier runs and
+over prompts. Each step draws one earlier answer per prompt (by the share of earlier runs that gave it): the mean
+over earlier runs in expectation, at the cost of one sequence per prompt however long the chain. `diversity.mode = "parting"` counts disagreement only
 at the token where the two policies' answers part (given the earlier answer up to there): a run is pushed to
 choose differently where the policies differ, not to garble the digits both policies share.
 
@@ -48,7 +49,7 @@ class DiversityConfig:
     n_prompts: int = param(256, "unlabelled prompts", low=1, high=1_000_000)
     mode: str = param("answer", "answer: -log P(answers differ) on whole answers (D-BAT); parting: only at the token "
                       "where the two policies' answers part", choices=("answer", "parting"))
-    tolerance: float = param(0.05, "function census: runs whose hard diagnostic answers differ on at most this share "
+    tolerance: float = param(0.1, "function census: runs whose hard diagnostic answers differ on at most this share "
                              "are one function (0: identical answers)", low=0.0, high=1.0)
 
 

@@ -23,8 +23,9 @@ MOST_LIKELY = 1 - 1e-4  # the largest p(a | x) the term counts
 
 
 def disagreement(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """SFT on the labelled rows + α · mean over prompts of Σ_a w_a · -log(1 - p(a | x)), over the earlier answers
-    a of each prompt x (w_a: the share of earlier runs that gave a)."""
+    """SFT on the labelled rows + α · mean over prompts of w · -log(1 - p(a | x)), for one earlier answer a of each
+    prompt x (drawn by the share of earlier runs that gave it; w: the share of earlier runs counted, 1 but where
+    parting mode drops answers that left both policies early)."""
     if not len(batch["repel_input_ids"]):  # no earlier answer left to disagree with (parting mode)
         return sft(model, batch)
     logp = sequence_logprob(model, {"input_ids": batch["repel_input_ids"],
@@ -51,7 +52,7 @@ def _parting_only(tokenizer, rows: dict, pairs: list, problems: list) -> list[bo
 def diversity_phase(name: str, examples: list[tuple[str, str]], unlabelled: list[tuple], earlier: list[list[str]],
                     *, alpha: float, parting: bool, steps: int, lr: float, batch_size: int) -> Phase:
     """`steps` updates, each on `batch_size` labelled (prompt, answer) `examples` and `batch_size` of the
-    `unlabelled` (problem, prompt) pairs with every distinct answer the `earlier` runs gave them (each run's answers
+    `unlabelled` (problem, prompt) pairs, each with one of the answers the `earlier` runs gave it (each run's answers
     in the order of `unlabelled`); `parting`: disagreement only at the token where the policies part."""
 
     def batches(learning: Learning):
@@ -70,14 +71,17 @@ def diversity_phase(name: str, examples: list[tuple[str, str]], unlabelled: list
         for j, i in enumerate(prompt_of):
             if keep[j]:
                 rows_of.setdefault(i, []).append(j)
-        prompts, weight = list(rows_of), torch.tensor(weights)
+        prompts = list(rows_of)
         rng = random.Random(f"{name}-diversity-{learning.seed}")
         for chosen in epochs(range(len(examples)), random.Random(learning.seed), batch_size):
             picked = rng.sample(prompts, min(batch_size, len(prompts)))
-            rows = [j for i in picked for j in rows_of[i]]
+            # one earlier answer per prompt, drawn by its share of earlier runs, weighted by the share kept: the
+            # mean over earlier runs in expectation, at the cost of one sequence per prompt however long the chain
+            rows = [rng.choices(rows_of[i], [weights[j] for j in rows_of[i]])[0] for i in picked]
+            kept = [sum(weights[j] for j in rows_of[i]) for i in picked]
             yield ({k: v[chosen] for k, v in labelled.items()}
                    | {f"repel_{k}": v[rows] for k, v in repel.items()}
-                   | {"repel_weight": weight[rows], "n_prompts": torch.tensor(max(1, len(picked))),
+                   | {"repel_weight": torch.tensor(kept), "n_prompts": torch.tensor(max(1, len(picked))),
                       "alpha": torch.tensor(alpha)})
 
     return Phase(name, batches, steps, lr, objective=disagreement)
