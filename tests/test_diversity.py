@@ -41,6 +41,16 @@ def test_the_unlabelled_set_never_meets_the_diagnostic_set():
     assert not {p.prompt for p in unlabelled} & (diagnostic | commuted)
 
 
+def test_a_chained_runs_id_holds_the_earlier_runs_ids():
+    from molab.experiments import RunSpec
+    from molab.runs import run_id
+
+    setup = prepare(load_config(overrides=["experiment=diversity"]))
+    ids = {earlier: run_id(setup, "lm", RunSpec(2, 1.0, after=((earlier, ("1",)),))) for earlier in ("a", "b")}
+    assert ids["a"] != ids["b"]   # a changed run 1 makes run 2 (and so every later run) a new run
+    assert run_id(setup, "lm", RunSpec(2, 1.0)) not in ids.values()
+
+
 def copy_world(path):
     """Copy or reverse three letters: the honest answer copies the prompt's letters, the overseer's reverses them.
     On palindromes (the easy problems, the only labelled ones) the two agree, so the labels fit both functions."""
