@@ -77,21 +77,19 @@ class Diversity(Experiment):
                                  f"diversity-{cfg.world.seed}", "diversity")}
 
     def plan(self, cfg, done) -> list[RunSpec]:
-        """The `seeds` plain runs, then the chain: run k (seed k) once runs 1..k-1 are done, trained against their
-        answers to the unlabelled set. The chain's first run is the plain run of seed 0."""
+        """The `seeds` plain runs, then the chain: its first run is the plain run of seed 0, and the run of seed k
+        comes once runs 1..k are done, trained against their answers to the unlabelled set."""
         c = cfg.section
         plain = [RunSpec(seed) for seed in range(cfg.seeds)]
         lm = done[done["learner"] == "lm"] if len(done) else done
-        earlier = lm[lm["pressure"].isna() & (lm["seed"] == 0)] if len(lm) else lm
-        chain = []
+        last = lm[lm["pressure"].isna() & (lm["seed"] == 0)] if len(lm) else lm
+        chain, after = [], ()
         for k in range(1, c.runs):
-            if len(earlier) != 1:
+            if len(last) != 1:  # the chain's last run is not done (yet)
                 break
-            row = earlier.iloc[0]
-            after = (spec.after if chain else ()) + ((row["run_id"], tuple(row[f"outputs.{UNLABELLED}"])),)
-            spec = RunSpec(k, c.alpha, after=after)
-            chain.append(spec)
-            earlier = lm[(lm["pressure"] == c.alpha) & (lm["seed"] == k) & (lm["n_after"] == k)]
+            after += ((last["run_id"].item(), tuple(last[f"outputs.{UNLABELLED}"].item())),)
+            chain.append(RunSpec(k, c.alpha, after=after))
+            last = lm[(lm["pressure"] == c.alpha) & (lm["seed"] == k) & (lm["n_after"] == k)]
         return plain + chain
 
     def phases(self, setup, spec: RunSpec):
@@ -181,7 +179,7 @@ class Diversity(Experiment):
         left.set_xlabel("diversity run k")
         left.set_ylabel("share of hard answers")
         left.set_ylim(0, 1.05)
-        left.legend(fontsize=7, loc="lower left")
+        left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=4)
         fs = found["functions"]
         x = range(len(fs))
         right.bar([i - 0.2 for i in x], [f["independent_runs"] for f in fs], width=0.4,
