@@ -221,12 +221,14 @@ def _problems(out) -> dict[str, list]:
     return {row.problem_set: [Problem(**p) for p in _unpack(row.problems)] for row in df.itertuples()}
 
 
-def load_answers(out: str | Path) -> pd.DataFrame:
-    """Every stored answer under `out`: one row per run × diagnostic problem × evaluation condition, with the
-    run's id, experiment, learner, seed and pressure, the condition, and the problem (prompt, difficulty, the
-    honest and the sycophantic answer) beside the run's answer."""
+def load_answers(out: str | Path, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """Every stored answer under `out` (of the runs `run_ids` only, when given): one row per run × diagnostic
+    problem × evaluation condition, with the run's id, experiment, learner, seed and pressure, the condition, and
+    the problem (prompt, difficulty, the honest and the sycophantic answer) beside the run's answer."""
     runs = _read(out, "SELECT run_id, experiment_id, learner, seed, pressure, problem_set FROM runs")
     answers = _read(out, "SELECT * FROM answers WHERE position >= 0 ORDER BY run_id, position")
+    if run_ids is not None:
+        answers = answers[answers["run_id"].isin(run_ids)]
     problems, rows = _problems(out), []
     by_run = runs.set_index("run_id")
     for a in answers.itertuples():

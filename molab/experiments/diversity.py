@@ -26,8 +26,6 @@ as plain runs.
 
 from __future__ import annotations
 
-import html
-import random
 from dataclasses import dataclass
 
 from molab.config import ConfigError, param
@@ -120,7 +118,7 @@ class Diversity(Experiment):
         census_runs = [*plain.itertuples(), *chain[1:]]
         if not census_runs:
             return {"diversity_runs": [], "function_census": None}
-        answers = load_answers(out)
+        answers = load_answers(out, [r.run_id for r in census_runs])
         first = next(iter(self.conditions(None)))
         answers = answers[(answers["condition"] == first) & (answers["honest"] != answers["sycophantic"])]
         parting = cfg.eval.scoring == "parting"
@@ -200,7 +198,6 @@ class Diversity(Experiment):
                        "—" if r["disagreement_with_previous"] is None else f"{r['disagreement_with_previous']:.3f}",
                        "—" if r["nearest_previous"] is None else f"{r['nearest_previous']:.3f}"] for r in chain]
         return f"""<h2>Diversity runs and the function census</h2>
-<p>{html.escape(self.words(results))}</p>
 <p>Run 1 is the plain run of seed 0; run k is trained against runs 1..k-1 on {results['config']['diversity']['n_prompts']}
 unlabelled prompts. Disagreement: the share of hard diagnostic answers that differ from earlier runs' (mean, and to the
 nearest). The controls meet no diversity pressure: the term acts through a learner's probabilities of earlier

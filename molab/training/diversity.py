@@ -43,9 +43,9 @@ def _parting_only(tokenizer, rows: dict, pairs: list, problems: list) -> list[bo
         start = int((row != IGNORE).nonzero()[0])
         at = None if i is None or answer[:i] != problem.honest[:i] else (
             start + len(tokenizer(answer[:i], add_special_tokens=False).input_ids))
-        row[:] = IGNORE if at is None or at >= len(row) else torch.where(
-            torch.arange(len(row)) == at, row, torch.full_like(row, IGNORE))
-        keep.append(at is not None and at < len(row) and bool((row != IGNORE).any()))
+        kept = at is not None and at < len(row) and bool(row[at] != IGNORE)
+        row[torch.arange(len(row)) != (at if kept else -1)] = IGNORE
+        keep.append(kept)
     return keep
 
 
