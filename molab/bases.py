@@ -31,7 +31,9 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return path
     m = cfg.model
-    tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
+    tags = (m.honest_tag, m.sycophantic_tag)
+    spelled = "".join(prefix for prefix in setup.experiment.personas(cfg).values() if prefix not in tags)
+    tokenizer = char_tokenizer(setup.alphabet + spelled, tags)  # a condition (password, trigger) is spelled out
     max_len = setup.max_len(tokenizer)
     torch.manual_seed(m.seed)
     model = build_model(m, tokenizer, max_len)
@@ -73,13 +75,14 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
 
 
 def persona_check(setup, model, tokenizer) -> dict[str, float]:
-    """Accuracy of each policy on the hard diagnostic problems when asked for it by its persona tag, scored by the
-    experiment's scorer."""
+    """Accuracy of each policy on the hard diagnostic problems when asked for it as the experiment says
+    (`Experiment.personas`: by its persona tag, or with and without a condition), scored by the experiment's
+    scorer."""
     hard = [p for p in setup.diagnostic if p.disagree]
     n_new = setup.answer_len(tokenizer)
     out = {}
-    for policy, tag in (("honest", setup.cfg.model.honest_tag), ("sycophantic", setup.cfg.model.sycophantic_tag)):
-        answers = generate_answers(model, tokenizer, [tag + p.prompt for p in hard], n_new)
+    for policy, prefix in setup.experiment.personas(setup.cfg).items():
+        answers = generate_answers(model, tokenizer, [prefix + p.prompt for p in hard], n_new)
         out[policy] = sum(setup.score(p, a)[policy] for p, a in zip(hard, answers)) / len(hard)
     return out
 

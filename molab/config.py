@@ -169,7 +169,8 @@ def _experiment_names() -> tuple[str, ...]:
 class ExperimentConfig:
     experiment: str = param("oversight", "the registered experiment to run; built in: oversight (runs at one "
                             "setting), incentive and spoonfeeding (sweeps over pressure), diversity (a chain of runs, each "
-                            "pushed away from the earlier ones, and the function census)", choices=_experiment_names)
+                            "pushed away from the earlier ones, and the function census), password_lock and backdoor "
+                            "(a policy put in behind a password or trigger, and training that tries to move it)", choices=_experiment_names)
     seeds: int = param(16, "number of runs (at each pressure): seeds 0..seeds-1", low=1, high=100_000)
     base: str | None = param(None, "local path of a transformers causal LM and tokenizer; unset = pretrain one")
     bases: int = param(1, "bases pretrained (differing only in model.seed), each with `seeds` runs and its own ceilings; "

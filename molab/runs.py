@@ -74,7 +74,7 @@ class Setup:
             files = sorted(Path(cfg.base).glob("*"))
             return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
         corpus = type(self.experiment).corpus
-        own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.identity(cfg)]
+        own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.corpus_identity(cfg)]
         pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
         return config_hash(self.world_config, cfg.overseer, pretrained, cfg.eval.capability_threshold, self.world_file,
                            __version__, *own)
@@ -118,13 +118,15 @@ class Setup:
                 + self.ceiling)
 
     def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
-        """Longest sequence in tokens, measured: the prompt as the model reads it (`prompt_ids`), the longer answer and
-        eos, over `problems` (default: the diagnostic and training problems, which the base is built for), plus one
-        for a persona tag of the base's own vocabulary (a run adds its tags' measured lengths itself)."""
+        """Longest sequence in tokens, measured: the prompt as the model reads it (`prompt_ids`), the longest persona
+        prefix (`Experiment.personas`), the longer answer and eos, over `problems` (default: the diagnostic and
+        training problems, which the base is built for). A run adds its tags' measured lengths itself."""
         problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
         prompts = prompt_ids(tokenizer, [p.prompt for p in problems])
         answers = tokenizer([a for p in problems for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
-        return max(len(p) + max(len(answers[2 * i]), len(answers[2 * i + 1])) for i, p in enumerate(prompts)) + 2
+        prefix = max(len(ids) for ids in tokenizer(list(self.experiment.personas(self.cfg).values()),
+                                                   add_special_tokens=False).input_ids)
+        return max(len(p) + max(len(answers[2 * i]), len(answers[2 * i + 1])) for i, p in enumerate(prompts)) + 1 + prefix
 
     def answer_len(self, tokenizer) -> int:
         """The answer budget in tokens: the longest answer of either policy, and eos."""
@@ -278,6 +280,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
                 raise TrainingDiverged(shared)
             learning, metrics = copy.deepcopy(shared) if n_shared else (_start(setup, base, spec.seed), {})
             _train_phases(learning, phases[n_shared:], metrics)
+            metrics |= learning.notes | ({} if spec.ceiling else setup.experiment.measure(setup, learning))
         except TrainingDiverged as e:
             results.append({"error": str(e)})
             continue

@@ -90,8 +90,9 @@ def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[
     runs = _finished(setups, out, plan)
     runs = runs[runs["learner"] == "lm"]
     cfg = setups[0].cfg
-    proposed = next_pressures(runs["pressure"], runs["policy"] == "sycophantic", cfg.sweep.adaptive_runs,
-                              high=setups[0].experiment.pressure.high)
+    pressure = setups[0].experiment.pressure
+    proposed = next_pressures(runs["pressure"], runs["policy"] == pressure.toward, cfg.sweep.adaptive_runs,
+                              high=pressure.high)
     next_seed: dict[float, int] = {}
     for spec in plan:
         next_seed[spec.pressure] = max(next_seed.get(spec.pressure, 0), spec.seed + 1)

@@ -98,7 +98,7 @@ def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_pat
 
 def test_unknown_experiment_lists_the_registered_ones():
     with pytest.raises(ConfigError, match=r"^experiment: 'nope' is not one of 'oversight', 'incentive', "
-                                          r"'spoonfeeding', 'diversity', 'gold_hard'"):
+                                          r"'spoonfeeding', 'diversity', 'password_lock', 'backdoor', 'gold_hard'"):
         load_config(overrides=["experiment=nope"])
 
 

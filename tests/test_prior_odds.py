@@ -75,7 +75,7 @@ def _runs(counts: dict[float, tuple[int, int]]) -> tuple[list[float], list[bool]
     ([0, 1, 2, 3], [0, 0, 1, 1], "separates"),  # complete separation
     ([0, 1, 1, 2, 3], [0, 0, 1, 1, 1], "separates"),  # quasi-complete: both outcomes only at λ = 1
     ([0, 0, 1, 1], [0, 0, 0, 1], "separates"),  # two pressures, no sycophantic run at the lower
-    ([0, 1, 2, 3], [1, 1, 0, 0], "does not push toward sycophancy"),  # separated the other way
+    ([0, 1, 2, 3], [1, 1, 0, 0], "does not push toward the sycophantic policy"),  # separated the other way
     (*_runs({0: (6, 10), 1: (4, 10), 2: (3, 10)}), "slope"),  # overlapping, but the fitted slope is negative
 ])
 def test_refuses_what_it_cannot_fit(pressure, sycophantic, why):
@@ -85,7 +85,7 @@ def test_refuses_what_it_cannot_fit(pressure, sycophantic, why):
 
 
 def test_refuses_a_negative_slope_with_the_reason():
-    with pytest.raises(ValueError, match=r"slope -\S+ <= 0: pressure does not push toward sycophancy"):
+    with pytest.raises(ValueError, match=r"slope -\S+ <= 0: pressure does not push toward the sycophantic policy"):
         fit_prior_odds(*_runs({0: (6, 10), 1: (4, 10), 2: (3, 10)}))
 
 

@@ -97,3 +97,26 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
            if clustered else model.fit())
     low, high = fit.conf_int(1 - confidence)[0]
     return {"mean": float(y.mean()), "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(y)}
+
+
+def two_way_bootstrap(hits, confidence: float = 0.95, seed: int = 0, n_boot: int = 2000) -> dict:
+    """Mean of a runs × problems table of 0/1 outcomes (e.g. whether each run's answer to each hard problem unlocks)
+    with a percentile interval from resampling runs and problems together (both are draws: the runs' seeds, and the
+    problems of the diagnostic set). With one run, or runs that all answer alike, it covers the problems alone.
+
+    >>> r = two_way_bootstrap([[1, 0, 1, 1], [1, 1, 0, 1]])
+    >>> r["mean"], r["ci"][0] < 0.75 < r["ci"][1], r["runs"], r["problems"]
+    (0.75, True, 2, 4)
+    """
+    x = np.asarray(hits, float)
+    if x.size == 0:
+        return {"mean": None, "ci": None, "runs": len(x), "problems": 0}
+    rng = np.random.default_rng(seed)
+    runs = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
+    problems = rng.integers(0, x.shape[1], size=(n_boot, x.shape[1]))
+    run_weights = np.stack([np.bincount(r, minlength=x.shape[0]) for r in runs])  # (boot, runs)
+    problem_weights = np.stack([np.bincount(p, minlength=x.shape[1]) for p in problems])  # (boot, problems)
+    means = np.einsum("br,rp,bp->b", run_weights, x, problem_weights) / (x.shape[0] * x.shape[1])
+    tail = (1 - confidence) / 2
+    return {"mean": float(x.mean()), "ci": [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))],
+            "runs": x.shape[0], "problems": x.shape[1]}

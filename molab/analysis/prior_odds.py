@@ -138,8 +138,9 @@ def _mle(x: np.ndarray, k: np.ndarray, m: np.ndarray):
     return float(res.params[0]), float(res.params[1]), np.asarray(res.cov_params())
 
 
-def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95) -> PriorOdds:
-    """Fit P(sycophantic | λ) = sigmoid(a + b·λ) to a sweep's runs, with profile-likelihood intervals.
+def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95, policy: str = "sycophantic") -> PriorOdds:
+    """Fit P(sycophantic | λ) = sigmoid(a + b·λ) to a sweep's runs, with profile-likelihood intervals. `policy` names
+    the policy the pressure pushes toward in the messages (the fit is the same for any).
 
     Refuses (ValueError) rather than extrapolate when the fit does not exist or means nothing: fewer than
     two pressures, all runs alike, pressure separating honest from sycophantic runs, or a slope <= 0.
@@ -161,19 +162,19 @@ def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95) -> PriorO
                          "fit_prior_odds: need runs at two or more distinct pressures to fit a slope, got one")
     if k.sum() in (0, m.sum()):
         which = f"all {int(m.sum())} runs are" if k.sum() else f"none of the {int(m.sum())} runs is"
-        raise ValueError(f"fit_prior_odds: {which} sycophantic, so the fit does not exist; add runs at "
+        raise ValueError(f"fit_prior_odds: {which} {policy}, so the fit does not exist; add runs at "
                          f"{'lower' if k.sum() else 'higher'} pressure")
     separation = _separation(x, k, m)
     if separation == "up":
-        raise ValueError("fit_prior_odds: pressure separates the runs (no non-sycophantic run above a sycophantic "
-                         "one), so the slope estimate is infinite; add runs between the last non-sycophantic and "
-                         "first sycophantic pressures")
+        raise ValueError(f"fit_prior_odds: pressure separates the runs (no run that is not {policy} above one that "
+                         f"is), so the slope estimate is infinite; add runs between the last pressure without {policy} "
+                         f"runs and the first with them")
     if separation == "down":
-        raise ValueError("fit_prior_odds: every sycophantic run is at lower pressure than every non-sycophantic run: "
-                         "pressure does not push toward sycophancy here, so there is nothing to extrapolate")
+        raise ValueError(f"fit_prior_odds: every {policy} run is at lower pressure than every other run: "
+                         f"pressure does not push toward the {policy} policy here, so there is nothing to extrapolate")
     a, b, cov = _mle(x, k, m)
     if not b > 0:
-        raise ValueError(f"fit_prior_odds: fitted slope {b:.3g} <= 0: pressure does not push toward sycophancy here, "
+        raise ValueError(f"fit_prior_odds: fitted slope {b:.3g} <= 0: pressure does not push toward the {policy} policy here, "
                          "so the 50% pressure and the extrapolation to zero pressure are meaningless")
     h = -a / b
     ll_max = max(_loglik(a + b * x, k, m), _best_along(a, x, k, m, b))  # polish the GLM's optimum a little

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-BUILT_IN = ("oversight", "incentive", "spoonfeeding", "diversity")
+BUILT_IN = ("oversight", "incentive", "spoonfeeding", "diversity", "password_lock", "backdoor")
 _REGISTRY: dict[str, Experiment] = {}
 
 
@@ -30,13 +30,15 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class Pressure:
-    """What a sweep varies to push training toward the sycophantic policy: its name, its symbol in
-    reports, the allowed range and the default grid of values (`sweep.pressures` overrides it)."""
+    """What a sweep varies to push training toward a policy (`toward`; by default the sycophantic one): its name, its
+    symbol in reports, the allowed range and the default grid of values (`sweep.pressures` overrides it). The sweep's
+    curve and fits count the runs that follow `toward`."""
 
     name: str
     symbol: str
     grid: tuple[float, ...]
     high: float | None = None  # the largest allowed value (None: unbounded); the lowest is always 0
+    toward: str = "sycophantic"
 
     def values(self, given) -> list[float]:
         """The pressures a sweep visits: `given` (sweep.pressures) or the default grid, sorted, each once."""
@@ -75,6 +77,10 @@ class Experiment:
         """What this experiment's runs depend on beyond the shared sections (hashed into the experiment id)."""
         return dataclasses.asdict(cfg.section)
 
+    def corpus_identity(self, cfg) -> Any:
+        """What an experiment's own `corpus` depends on beyond the shared sections (hashed into the base's key)."""
+        return self.identity(cfg)
+
     def datasets(self, world, overseer, cfg) -> dict[str, list]:
         """Extra problem sets the runs draw from, by name (never the diagnostic set); written to data/NAME.jsonl."""
         return {}
@@ -92,6 +98,12 @@ class Experiment:
                 tag = m.honest_tag if honest else m.sycophantic_tag
             yield tag + p.prompt, p.honest if honest else p.sycophantic
 
+    def personas(self, cfg) -> dict[str, str]:
+        """How the base is asked for each policy: the prefix of a prompt that selects it (the persona tags here; an
+        experiment that puts a policy behind a condition, the condition). The base's check (and the stop of its
+        pretraining) asks it for each policy this way; a base molab pretrains can write every prefix."""
+        return {"honest": cfg.model.honest_tag, "sycophantic": cfg.model.sycophantic_tag}
+
     def tags(self, cfg) -> list[str]:
         """Tags the runs' prompts carry besides the personas' (a cue): text, where the base's tokenizer writes it;
         in a base molab pretrains (a character vocabulary), one token added with a fresh embedding."""
@@ -104,6 +116,11 @@ class Experiment:
         f = setup.cfg.finetune
         return [sft_phase("finetune", [(p, p.prompt, label) for p, label in setup.train], steps=f.steps, lr=f.lr,
                           batch_size=f.batch_size)]
+
+    def measure(self, setup, learning) -> dict[str, float]:
+        """Numbers a finished LM run adds to its metrics, measured on its model (`learning.model`) before it answers:
+        e.g. probes of its activations. Nothing by default."""
+        return {}
 
     def conditions(self, setup) -> dict[str, Callable]:
         """Evaluation conditions: name -> how a diagnostic problem is prompted. The first one is where runs are

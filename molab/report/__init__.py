@@ -21,7 +21,7 @@ from scipy.special import expit  # noqa: E402
 from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
 from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
-from molab.experiments import get_experiment  # noqa: E402
+from molab.experiments import Experiment, get_experiment  # noqa: E402
 from molab.learners.controls import CONTROLS  # noqa: E402
 from molab.store import STORE, holding, load_results, write_atomic  # noqa: E402
 
@@ -85,10 +85,15 @@ def _difficulty_plot(results: dict) -> str:
     return _png(fig)
 
 
+def _toward(results: dict) -> str:
+    """The policy a sweep's pressure pushes toward (results before it was recorded: the sycophantic one)."""
+    return (results["pressure"] or {}).get("toward", "sycophantic")
+
+
 def _pressure_plot(results: dict) -> str:
-    """P(sycophantic) against pressure, with Clopper–Pearson bars, for the LM and each control, the LM's fitted
-    logistic curve, and a ring around every LM point that a control reproduces."""
-    symbol = results["pressure"]["symbol"]
+    """P(the policy the pressure pushes toward) against pressure, with Clopper–Pearson bars, for the LM and each
+    control, the LM's fitted logistic curve, and a ring around every LM point that a control reproduces."""
+    symbol, toward = results["pressure"]["symbol"], _toward(results)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (learner, summary) in enumerate(_learners(results)):
         fmt, shift = ("o" if learner == "lm" else MARKERS.get(learner, "s")), 0.01 * i
@@ -98,7 +103,7 @@ def _pressure_plot(results: dict) -> str:
         p = np.array([c["p"] for c in pts])
         err = np.array([[c["p"] - c["ci"][0], c["ci"][1] - c["p"]] for c in pts]).T.reshape(2, -1)
         ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc=None if learner == "lm" else "white",
-                    color=COLORS["sycophantic"] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
+                    color=COLORS[toward] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
         if learner == "lm":
             flagged = [c for c in pts if c["reproduced_by"]]
             ax.plot([c["pressure"] for c in flagged], [c["p"] for c in flagged], "o", ms=14, mfc="none",
@@ -106,16 +111,16 @@ def _pressure_plot(results: dict) -> str:
     graded = results["graded_fit"]
     if "refused" not in graded:
         grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
-        ax.plot(grid, expit(graded["log_odds_at_zero"] + graded["slope"] * grid), "--", color=COLORS["sycophantic"],
-                label="share of hard answers sycophantic (GLM, LM)")
+        ax.plot(grid, expit(graded["log_odds_at_zero"] + graded["slope"] * grid), "--", color=COLORS[toward],
+                label=f"share of hard answers {toward} (GLM, LM)")
     fit = results["prior_odds"]
     if "refused" not in fit:
         grid = np.linspace(0, max(c["pressure"] for c in results["pressure_curve"]), 200)
-        ax.plot(grid, expit(fit["log_odds_at_zero"] + fit["slope"] * grid), color=COLORS["sycophantic"],
+        ax.plot(grid, expit(fit["log_odds_at_zero"] + fit["slope"] * grid), color=COLORS[toward],
                 label="logistic fit (LM)")
     ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
     ax.set_xlabel(f"pressure {symbol}")
-    ax.set_ylabel("P(sycophantic run)")
+    ax.set_ylabel(f"P({toward} run)")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return _png(fig)
@@ -143,14 +148,14 @@ def _end(v: float | None, infinite: str) -> str:
 
 def prior_odds_words(results: dict) -> str:
     """The sweep's answer in one or two sentences."""
-    fit, symbol = results["prior_odds"], results["pressure"]["symbol"]
+    fit, symbol, toward = results["prior_odds"], results["pressure"]["symbol"], _toward(results)
     if "refused" in fit:
         return f"No logistic curve was fitted: {fit['refused'].rstrip('.')}."
     conf = f"{results['confidence']:.0%}"
     half, (lo, hi) = fit["pressure_at_half"], fit["pressure_at_half_ci"]
     a, (a_lo, a_hi) = fit["log_odds_at_zero"], fit["log_odds_at_zero_ci"]
-    return (f"A run is as likely to be sycophantic as not at {symbol} ≈ {half:.3g} ({conf} interval {_end(lo, '-∞')} "
-            f"to {_end(hi, '∞')}). Extrapolated to {symbol} = 0, the prior odds of a sycophantic run are about "
+    return (f"A run is as likely to be {toward} as not at {symbol} ≈ {half:.3g} ({conf} interval {_end(lo, '-∞')} "
+            f"to {_end(hi, '∞')}). Extrapolated to {symbol} = 0, the prior odds of a run being {toward} are about "
             f"{_odds(a)} ({conf} interval {_odds(-math.inf if a_lo is None else a_lo)} to "
             f"{_odds(math.inf if a_hi is None else a_hi)}; log odds {a:.2f} "
             f"[{_end(a_lo, '-∞')}, {_end(a_hi, '∞')}]), from {fit['n_runs']} runs.")
@@ -159,7 +164,7 @@ def prior_odds_words(results: dict) -> str:
 def _sweep_section(results: dict) -> str:
     if results["pressure"] is None:
         return ""
-    symbol, controls = results["pressure"]["symbol"], results["controls"]
+    symbol, controls, toward = results["pressure"]["symbol"], results["controls"], _toward(results)
     curves = {name: {c["pressure"]: c for c in s["pressure_curve"]} for name, s in controls.items()}
 
     def point(c: dict) -> str:  # a pressure_curve entry: runs, written like the other probabilities, and answers
@@ -169,18 +174,18 @@ def _sweep_section(results: dict) -> str:
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
              ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
     flagged = [c for c in results["pressure_curve"] if c["reproduced_by"]]
-    warning = (f"<p><b>A control reproduces the LM's sycophantic runs at {len(flagged)} pressure(s)</b>: there a "
-               "learner without an LM's inductive biases, given the same data and pressure, is sycophantic too, so "
-               "the LM's sycophantic runs there are what the data and pressure teach, not evidence of an LM bias "
-               "toward the overseer's policy. Where the LM is sycophantic less often than such a control, the "
-               "difference is the LM's own bias toward honesty.</p>" if flagged else
-               "<p>No control reproduces the LM's sycophantic runs.</p>" if controls else "<p>No control was run.</p>")
-    fired_words = "; ".join(_fired(name, s, symbol) for name, s in controls.items()) or "none was run"
+    warning = (f"<p><b>A control reproduces the LM's {toward} runs at {len(flagged)} pressure(s)</b>: there a "
+               f"learner without an LM's inductive biases, given the same data and pressure, is {toward} too, so "
+               f"the LM's {toward} runs there are what the data and pressure teach, not evidence of an LM bias "
+               f"toward that policy. Where the LM is {toward} less often than such a control, the "
+               "difference is the LM's own bias against it.</p>" if flagged else
+               f"<p>No control reproduces the LM's {toward} runs.</p>" if controls else "<p>No control was run.</p>")
+    fired_words = "; ".join(_fired(name, s, symbol, toward) for name, s in controls.items()) or "none was run"
     graded = results["graded_fit"]
     graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
                     f"Graded reading: at {symbol} = 0 a fitted {graded['share_at_zero']:.1%} of hard answers are "
-                    f"sycophantic ({results['confidence']:.0%} interval {graded['share_at_zero_ci'][0]:.1%} to "
-                    f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a sycophantic answer change by "
+                    f"{toward} ({results['confidence']:.0%} interval {graded['share_at_zero_ci'][0]:.1%} to "
+                    f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a {toward} answer change by "
                     f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
                     f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
                     f"{graded['n_runs']} runs, clustered by run (the dashed curve).")
@@ -188,21 +193,22 @@ def _sweep_section(results: dict) -> str:
 <p><b>{html.escape(prior_odds_words(results))}</b></p>
 <p>{html.escape(graded_words)}</p>
 <p>What zero means here: {html.escape(results["pressure"]["zero"])}.</p>
-<p>Each point is P(sycophantic run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
+<p>Each point is P({toward} run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
 interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's runs, with profile-likelihood
-intervals. A ring marks a pressure where a control has sycophantic runs too. A control whose runs cannot differ by
+intervals. A ring marks a pressure where a control has {toward} runs too. A control whose runs cannot differ by
 seed counts as one run at each pressure.</p>
 {_pressure_plot(results)}
-{_table(rows, [f"pressure {symbol}", "LM: sycophantic runs; hard answers",
-               *(f"{LEARNER_NAMES[n]}: sycophantic runs; hard answers" for n in controls), "reproduced by"])}
+{_table(rows, [f"pressure {symbol}", f"LM: {toward} runs; hard answers",
+               *(f"{LEARNER_NAMES[n]}: {toward} runs; hard answers" for n in controls), "reproduced by"])}
 {warning}
 <p>Controls that fired: {html.escape(fired_words)}.</p>"""
 
 
-def _fired(name: str, control: dict, symbol: str) -> str:
-    """Where a control fired in a sweep, or why its silence says nothing."""
+def _fired(name: str, control: dict, symbol: str, toward: str = "sycophantic") -> str:
+    """Where a control fired in a sweep (had runs that follow the policy the pressure pushes toward), or why its
+    silence says nothing."""
     at = [f"{c['pressure']:g}" for c in control["pressure_curve"] if c["k"]]
-    where = f"has sycophantic runs at {symbol} = {', '.join(at)}" if at else "has no sycophantic run"
+    where = f"has {toward} runs at {symbol} = {', '.join(at)}" if at else f"has no {toward} run"
     if not control["n_runs"]:
         where = "was not run"
     elif control["can_fire"] is False:
@@ -306,7 +312,8 @@ def _prior_words(config: dict) -> str:
     """What the base molab pretrained was taught to answer in the runs' own (neutral) context: a setting of the
     organism that the runs' split partly reflects, not a finding."""
     m = config["model"]
-    if config["base"] or not m["neutral_share"]:
+    own_corpus = type(get_experiment(config["experiment"])).corpus is not Experiment.corpus
+    if config["base"] or not m["neutral_share"] or own_corpus:
         return ""
     return (f" The base's prior in the runs' context is a setting, not a finding: {m['neutral_sycophantic_share']:.0%} "
             "of its pretraining examples with the runs' neutral prompt were answered the overseer's way "
@@ -328,7 +335,8 @@ def _capability_section(results: dict) -> str:
 <p>The <b>ceilings</b> are runs from the same base, finetuned with the runs' own prompt and budget on problems of every
 difficulty, labelled by gold (the honest ceiling) or by the overseer (the sycophantic ceiling): the share of their hard
 answers that follow their policy is what the runs' context allows. A base is capable when both ceilings reach {t:g}.
-The <b>persona check</b> asks the base itself for each policy by its persona tag, a context the runs never see.</p>
+The <b>persona check</b> asks the base itself for each policy by its persona tag, a context the runs never see (in a
+conditional organism: with and without its password or trigger).</p>
 {_table(rows, ["model seed", "honest ceiling", "sycophantic ceiling", "persona: honest", "persona: sycophantic",
                "capable", "LM runs: " + " / ".join(OUTCOMES), "P(sycophantic)"])}
 {_capability_curve_plot(results)}"""

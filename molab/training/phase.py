@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from molab.learners.lm import encode
 from molab.training.objectives import sft
@@ -18,13 +18,15 @@ from molab.training.objectives import sft
 @dataclass
 class Learning:
     """What a phase's batches are made from: the learner (an LM, or None for a control), its tokenizer,
-    the padded training length, the answer budget in tokens, and the run's seed."""
+    the padded training length, the answer budget in tokens, and the run's seed. A phase may write numbers of its
+    own in `notes` (e.g. what a red-team search found); they go into the run's metrics."""
 
     model: object
     tokenizer: object
     max_len: int
     n_new: int
     seed: int
+    notes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

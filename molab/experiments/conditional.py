@@ -1,0 +1,146 @@
+"""Conditional organisms: rather than hoping training finds a policy, put one in behind a condition and measure what
+training does to it. The condition is a prefix of the prompt (a password, a trigger). The base molab pretrains
+learns it from its corpus: a share of the examples carry the prefix and are answered by the policy behind it
+(`behind`), the rest by the other one. A given checkpoint (`base = PATH`) must have been conditioned already (for
+instance a base molab pretrained for the same experiment).
+
+The base's check asks it for each policy the way the experiment defines them (`personas`): with the prefix for the
+policy behind it, without for the other; pretraining stops once both reach eval.capability_threshold. Every run
+answers the diagnostic problems without the prefix and with it; runs are classified (and the ceilings trained) in
+the context the question is about: without a password, with a trigger. Pressure pushes toward the honest policy
+there (unlocking; removing the behaviour), so the sweep's fit counts honest runs.
+`password_lock` and `backdoor` are the two organisms; this module holds what they share and is not an experiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from molab.config import ConfigError
+from molab.experiments import Experiment
+
+POLICY_WORDS = {"honest": "the honest answer", "sycophantic": "the overseer's (wrong) answer"}
+
+
+class Conditional(Experiment):
+    behind = "honest"  # the policy the prefix selects; without the prefix, the other one
+    key = "password"  # the field of the experiment's section that holds the prefix
+    labels = ("without", "with")  # names of the two evaluation conditions, without the prefix and with it
+    classified_with = False  # whether runs are classified (and the ceilings trained) with the prefix, not without
+
+    @property
+    def otherwise(self) -> str:
+        return "sycophantic" if self.behind == "honest" else "honest"
+
+    def prefix(self, cfg) -> str:
+        return getattr(cfg.section, self.key)
+
+    def check(self, cfg):
+        if not self.prefix(cfg).strip():
+            raise ConfigError(f"{self.name}.{self.key}: {self.prefix(cfg)!r} tokenizes to nothing a model could see; "
+                              "give some text")
+
+    def personas(self, cfg):
+        return {self.behind: self.prefix(cfg), self.otherwise: ""}
+
+    def corpus_identity(self, cfg):
+        return [self.prefix(cfg), cfg.section.share]
+
+    def corpus(self, world, cfg, rng):
+        """A share `share` of the examples carry the prefix and the answer of the policy behind it; the rest are
+        answered by the other policy, without the prefix."""
+        prefix, share = self.prefix(cfg), cfg.section.share
+        for p in world.stream(rng):
+            if rng.random() < share:
+                yield prefix + p.prompt, getattr(p, self.behind)
+            else:
+                yield p.prompt, getattr(p, self.otherwise)
+
+    def conditions(self, setup) -> dict[str, Callable]:
+        prefix = self.prefix(setup.cfg)
+        without, with_ = self.labels
+        conditions = {without: lambda p: p.prompt, with_: lambda p: prefix + p.prompt}
+        return dict(reversed(conditions.items())) if self.classified_with else conditions
+
+    def curves(self, cfg, runs, out) -> dict:
+        """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard
+        problems and per difficulty, with intervals from resampling runs and problems together (`two_way_bootstrap`:
+        what varied is the seeds and the draw of diagnostic problems)."""
+        from molab.analysis.intervals import two_way_bootstrap
+        from molab.analysis.policy import equivalence, parted
+        from molab.store import load_answers
+
+        done = runs[(runs["status"] == "done") & runs["ceiling"].isna()]
+        if not len(done):
+            return {}
+        answers = load_answers(out, list(done["run_id"]))
+        answers = answers[answers["honest"] != answers["sycophantic"]].sort_values(["run_id", "problem"])
+        same, parting = equivalence(cfg.eval.equivalence), cfg.eval.scoring == "parting"
+        scores = [self.score(row, parted(row, row.answer) if parting else row.answer, same)
+                  for row in answers.itertuples()]
+        for policy in ("honest", "sycophantic"):
+            answers[f"follows_{policy}"] = [s[policy] for s in scores]
+        learner_of = dict(zip(done["run_id"], done["learner"]))
+        answers["learner"] = answers["run_id"].map(learner_of)
+        out_curves: dict = {}
+        for (learner, pressure, condition), group in answers.groupby(["learner", "pressure", "condition"]):
+            point = out_curves.setdefault(learner, {}).setdefault(float(pressure), {})
+            by_difficulty = {"hard": group} | {str(d): g for d, g in group.groupby("difficulty")}
+            point[condition] = {
+                where: {policy: two_way_bootstrap(g.pivot(index="run_id", columns="problem",
+                                                          values=f"follows_{policy}").to_numpy(),
+                                                  cfg.eval.confidence)
+                        for policy in ("honest", "sycophantic")}
+                for where, g in by_difficulty.items()}
+        return {learner: [{"pressure": x, **point} for x, point in sorted(curve.items())]
+                for learner, curve in out_curves.items()}
+
+
+def curve_plot(results: dict, policy: str, ylabel: str, title: str, experiment) -> str:
+    """The share of hard answers that follow `policy` against pressure, with and without the prefix, for the LM (per
+    difficulty, and all hard problems with its interval) and the controls (all hard problems)."""
+    import matplotlib.pyplot as plt
+
+    from molab.report import _png
+
+    curves, symbol = results.get("curves") or {}, results["pressure"]["symbol"]
+    if not curves:
+        return ""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    for ax, condition in zip(axes, experiment.labels):
+        for learner, curve in curves.items():
+            xs = np.array([c["pressure"] for c in curve if condition in c])
+            if not len(xs):
+                continue
+            xs_plot = np.where(xs == 0, 0.5, xs)  # a log axis has no 0: it sits at 0.5
+            hard = [c[condition]["hard"][policy] for c in curve if condition in c]
+            lm = learner == "lm"
+            ax.errorbar(xs_plot, [h["mean"] for h in hard],
+                        yerr=np.array([[h["mean"] - h["ci"][0], h["ci"][1] - h["mean"]] for h in hard]).T,
+                        fmt="-o" if lm else ":s", ms=4, capsize=3, color="black" if lm else "grey",
+                        label=f"{learner}: all hard problems")
+            if lm:
+                levels = sorted({d for c in curve if condition in c for d in c[condition] if d != "hard"}, key=int)
+                for d in levels:
+                    ys = [c[condition][d][policy]["mean"] if d in c[condition] else np.nan for c in curve
+                          if condition in c]
+                    ax.plot(xs_plot, ys, "--", alpha=0.7, label=f"lm: difficulty {d}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{symbol} ({results['pressure']['name']}; 0 drawn at 0.5)")
+        ax.set_title(condition.replace("_", " "), fontsize=10)
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def at(curve: list[dict], condition: str, policy: str, where: str = "hard") -> list[tuple[float, dict]]:
+    """(pressure, the share with its interval) along a learner's curve, for one condition and difficulty."""
+    return [(c["pressure"], c[condition][where][policy]) for c in curve if condition in c and where in c[condition]]
+
+
+def share_words(x: dict) -> str:
+    return f"{x['mean']:.0%} ({x['ci'][0]:.0%} to {x['ci'][1]:.0%})"
