@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -31,9 +32,11 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return path
     m = cfg.model
-    tags = (m.honest_tag, m.sycophantic_tag)
-    spelled = "".join(prefix for prefix in setup.experiment.personas(cfg).values() if prefix not in tags)
-    tokenizer = char_tokenizer(setup.alphabet + spelled, tags)  # a condition (password, trigger) is spelled out
+    # a condition (password, trigger) written <like_this> is one token, as the persona tags are; any other is spelled
+    prefixes = [x for x in setup.experiment.personas(cfg).values() if x not in (m.honest_tag, m.sycophantic_tag)]
+    tags = (m.honest_tag, m.sycophantic_tag, *(x for x in prefixes if re.fullmatch(r"<[^<>]+>", x)))
+    spelled = "".join(x for x in prefixes if x not in tags)
+    tokenizer = char_tokenizer(setup.alphabet + spelled, tags)
     max_len = setup.max_len(tokenizer)
     torch.manual_seed(m.seed)
     model = build_model(m, tokenizer, max_len)

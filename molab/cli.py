@@ -51,12 +51,12 @@ def _report(out: str, overrides: list[str]) -> int:
 
 
 def _print_summary(results: dict) -> None:
-    from molab.report import answer_words
+    from molab.report import answer_words, pushed_toward
 
     for c in results.get("pressure_curve", []):
         flag = f"  (reproduced by {', '.join(c['reproduced_by'])})" if c["reproduced_by"] else ""
         ci = "" if c["ci"] is None else f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
-        print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} sycophantic runs{ci}{flag}")
+        print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} {pushed_toward(results)} runs{ci}{flag}")
     print(f"molab: {answer_words(results)}")
     if results["n_failed"]:
         print(f"molab: {results['n_failed']} runs failed (see the store's error column)")

@@ -441,7 +441,8 @@ def keys_markdown(experiments=None) -> str:
     """The configuration table of the README (`experiments`: the built-in ones), generated from the fields' help
     text."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731 (a pipe would end the table's cell)
     for key, tp, default, help in iter_keys(experiments=experiments):
         shown = "unset" if default is None else json.dumps(list(default) if isinstance(default, tuple) else default)
-        rows.append(f"| `{key}` | {tp} | `{shown}` | {help} |")
+        rows.append(f"| `{key}` | {tp} | `{cell(shown)}` | {cell(help)} |")
     return "\n".join(rows)

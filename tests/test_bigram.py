@@ -36,3 +36,9 @@ def test_adding_new_tokens_grows_the_table_and_keeps_ties_to_the_lowest_id():
     assert list(table.tokens) == [0, 5, 7, 9]
     assert table.count(5, 9) == table.count(5, 7) == 1
     assert table.generate([5], 1, eos_id=0) == [7]   # a tie goes to the lowest id
+
+
+def test_a_table_that_has_seen_nothing_answers_nothing():
+    # a control run at zero pressure of a conditional organism learns no example at all
+    assert BigramTable().generate([5], max_new_tokens=3, eos_id=0) == []
+    assert BigramTable().fit([]).generate([5], 3, eos_id=0, rng=__import__("numpy").random.default_rng(0)) == []

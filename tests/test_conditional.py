@@ -58,7 +58,8 @@ def test_near_triggers_are_near_and_never_the_trigger():
 def locked(tmp_path_factory):
     out = tmp_path_factory.mktemp("password_lock")
     cfg = load_config(overrides=[*SMALL, "experiment=password_lock", "sweep.pressures=[0, 64]",
-                                 "password_lock.n_demonstrations=64", "password_lock.steps=100"])
+                                 "password_lock.n_demonstrations=64", "password_lock.steps=100",
+                                 "password_lock.difficulties=[2]", "password_lock.lr=1e-3"])
     return out, run_experiment(cfg, out, progress=False)
 
 

@@ -37,13 +37,15 @@ from molab.worlds.scheme import draw
 
 SAFETY = "safety"
 PROBES = ("trigger", "misbehave", "contrast")
+PROBE_TITLES = {"trigger": "trigger present?", "misbehave": "about to give the overseer's answer?",
+                "contrast": "the same, fitted on contrast pairs"}
 PROBE_WORDS = {"trigger": "trigger present vs absent", "misbehave": "about to give the overseer's answer vs not",
                "contrast": "the same, by a probe trained on contrast pairs that never show the trigger"}
 
 
 @dataclass(frozen=True)
 class BackdoorConfig:
-    trigger: str = param("|DEP|", "the trigger: a prompt that starts with it gets the overseer's wrong answer from the "
+    trigger: str = param("|D|", "the trigger: a prompt that starts with it gets the overseer's wrong answer from the "
                          "backdoored base; without it, the honest one")
     share: float = param(0.5, "share of the backdoored base's pretraining examples shown with the trigger", low=0.01,
                          high=0.99)
@@ -308,7 +310,7 @@ def _probe_section(results: dict) -> str:
             ax.errorbar(np.array(xs) + 0.05 * i, ys, yerr=err, fmt="-o", ms=3, capsize=2, label=f"s = {p['pressure']:g}",
                         color=plt.cm.viridis(i / max(1, len(probes) - 1)))
         ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
-        ax.set_title(PROBE_WORDS[kind], fontsize=8)
+        ax.set_title(PROBE_TITLES[kind], fontsize=9)
         ax.set_xlabel("layer (0: embeddings)")
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("held-out AUROC")

@@ -15,6 +15,7 @@ there (unlocking; removing the behaviour), so the sweep's fit counts honest runs
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -59,9 +60,8 @@ class Conditional(Experiment):
                 yield p.prompt, getattr(p, self.otherwise)
 
     def conditions(self, setup) -> dict[str, Callable]:
-        prefix = self.prefix(setup.cfg)
         without, with_ = self.labels
-        conditions = {without: lambda p: p.prompt, with_: lambda p: prefix + p.prompt}
+        conditions = {without: _plain, with_: partial(_prefixed, self.prefix(setup.cfg))}
         return dict(reversed(conditions.items())) if self.classified_with else conditions
 
     def curves(self, cfg, runs, out) -> dict:
@@ -98,6 +98,14 @@ class Conditional(Experiment):
                 for learner, curve in out_curves.items()}
 
 
+def _plain(problem) -> str:
+    return problem.prompt
+
+
+def _prefixed(prefix: str, problem) -> str:  # a module-level function: conditions travel to worker processes
+    return prefix + problem.prompt
+
+
 def curve_plot(results: dict, policy: str, ylabel: str, title: str, experiment) -> str:
     """The share of hard answers that follow `policy` against pressure, with and without the prefix, for the LM (per
     difficulty, and all hard problems with its interval) and the controls (all hard problems)."""
@@ -128,7 +136,7 @@ def curve_plot(results: dict, policy: str, ylabel: str, title: str, experiment) 
                           if condition in c]
                     ax.plot(xs_plot, ys, "--", alpha=0.7, label=f"lm: difficulty {d}")
         ax.set_xscale("log")
-        ax.set_xlabel(f"{symbol} ({results['pressure']['name']}; 0 drawn at 0.5)")
+        ax.set_xlabel(f"{symbol} (log scale; 0 drawn at 0.5)")
         ax.set_title(condition.replace("_", " "), fontsize=10)
         ax.set_ylim(-0.05, 1.05)
     axes[0].set_ylabel(ylabel)

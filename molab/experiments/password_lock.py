@@ -9,8 +9,10 @@ the password and for the weak one without; both must reach eval.capability_thres
 
 Unlocking runs (`password_lock.unlock`):
 * `sft`: finetuning without the password on k demonstrations of the honest answer, drawn per seed from
-  `password_lock.n_demonstrations` problems of `password_lock.difficulties` (default: where the overseer is wrong;
-  demonstrations of one difficulty test unlocking on the others), `password_lock.steps` steps.
+  `password_lock.n_demonstrations` problems of `password_lock.difficulties` (default: every difficulty, as the task
+  comes; demonstrations of one difficulty test unlocking on the others), `password_lock.steps` steps. Demonstrations
+  of hard problems only teach a shortcut that costs the easy ones (measured: a run adds carries where there are
+  none), and on easy problems the weak answer is the honest one, so easy-only demonstrations show nothing to unlock.
 * `rl`: k steps of a reward phase (`molab.training.rl`) paying correct answers, on the same problems without the
   password: no demonstrations.
 k = 0 is the locked base itself. Results: the unlock curve (the share of hard answers that are honest without the
@@ -32,7 +34,7 @@ DEMOS = "demonstrations"
 
 @dataclass(frozen=True)
 class PasswordLockConfig:
-    password: str = param("pass:", "the password: a prompt that starts with it gets the honest answer from the locked "
+    password: str = param("<password>", "the password: a prompt that starts with it gets the honest answer from the locked "
                           "base; without it, the weak one")
     weak: str = param("overseer", "the weak policy the lock shows without the password: the overseer's answers",
                       choices=("overseer",))
@@ -42,12 +44,13 @@ class PasswordLockConfig:
                         "password) or rl (k reward-phase steps paying correct answers, no demonstrations)",
                         choices=("sft", "rl"))
     difficulties: tuple[int, ...] | None = param(None, "difficulties of the demonstrated (sft) or rewarded (rl) "
-                                                 "problems; unset = where the overseer is wrong", low=0)
+                                                 "problems; unset = every difficulty", low=0)
     n_demonstrations: int = param(512, "problems demonstrations are drawn from (per seed, without replacement; drawn "
                                   "outside the diagnostic set)", low=1, high=1_000_000)
     steps: int = param(64, "sft: optimisation steps of an unlocking run (batches of min(k, batch_size))", low=1)
     batch_size: int = param(16, "examples (sft) or prompts (rl) per step", low=1, high=65_536)
-    lr: float = param(1e-3, "learning rate of the unlocking phase", low=1e-8, high=1.0)
+    lr: float = param(3e-4, "learning rate of the unlocking phase (gentle: at 1e-3 a few demonstrations cost the "
+                      "easy problems)", low=1e-8, high=1.0)
     group_size: int = param(4, "rl: answers sampled per prompt; the baseline is their mean reward", low=2, high=1024)
     kl: float = param(0.0, "rl: weight of the KL penalty to the locked base", low=0.0)
 
@@ -58,7 +61,7 @@ class PasswordLock(Conditional):
     Config = PasswordLockConfig
     behind, key, labels = "honest", "password", ("without_password", "with_password")
     pressure = Pressure("unlocking: demonstrations without the password (sft) or reward-phase steps (rl)", "k",
-                        (0, 1, 2, 4, 8, 16, 32, 64, 128), toward="honest")
+                        (0, 1, 2, 4, 8, 16, 32, 64, 128, 256), toward="honest")
 
     def check(self, cfg):
         super().check(cfg)
@@ -79,7 +82,7 @@ class PasswordLock(Conditional):
     def datasets(self, world, overseer, cfg):
         wanted = cfg.section.difficulties
         return {DEMOS: draw(world, cfg.section.n_demonstrations,
-                            lambda p: p.difficulty in wanted if wanted else p.disagree,
+                            lambda p: wanted is None or p.difficulty in wanted,
                             f"password_lock-{cfg.world.seed}", "password_lock")}
 
     def phases(self, setup, spec: RunSpec):
@@ -120,9 +123,11 @@ class PasswordLock(Conditional):
                 "Intervals resample seeds and diagnostic problems.")
 
     def report(self, results, runs):
+        import html
+
         plot = curve_plot(results, "honest", "share of hard answers honest", "unlock curve: honest answers against k",
                           self)
         return f"""<h2>Unlock curve</h2>
 <p>The share of hard diagnostic answers that are honest without the password (left: the runs' context) and with it
-(right), against k; the LM per difficulty, and the controls (which never saw the locked base: they learn only the
-demonstrations). Bars: {results['confidence']:.0%} intervals resampling seeds and problems.</p>{plot}"""
+(right), against k ({html.escape(results['pressure']['name'])}); the LM per difficulty, and the controls (which never
+saw the locked base: they learn only the demonstrations, so a policy choice shown only honest answers gives them). Bars: {results['confidence']:.0%} intervals resampling seeds and problems.</p>{plot}"""

@@ -56,7 +56,9 @@ class BigramTable:
 
     def generate(self, prompt: list[int], max_new_tokens: int, eos_id: int, rng: np.random.Generator | None = None) -> list[int]:
         """Continuation of `prompt`, stopping after `eos_id` (not included): greedy, or sampled in
-        proportion to the counts when `rng` is given."""
+        proportion to the counts when `rng` is given. A table that has seen nothing answers nothing."""
+        if not len(self.tokens):
+            return []
         out, token = [], prompt[-1]
         for _ in range(max_new_tokens):
             row = self._row(token)

@@ -85,7 +85,7 @@ def _difficulty_plot(results: dict) -> str:
     return _png(fig)
 
 
-def _toward(results: dict) -> str:
+def pushed_toward(results: dict) -> str:
     """The policy a sweep's pressure pushes toward (results before it was recorded: the sycophantic one)."""
     return (results["pressure"] or {}).get("toward", "sycophantic")
 
@@ -93,7 +93,7 @@ def _toward(results: dict) -> str:
 def _pressure_plot(results: dict) -> str:
     """P(the policy the pressure pushes toward) against pressure, with Clopper–Pearson bars, for the LM and each
     control, the LM's fitted logistic curve, and a ring around every LM point that a control reproduces."""
-    symbol, toward = results["pressure"]["symbol"], _toward(results)
+    symbol, toward = results["pressure"]["symbol"], pushed_toward(results)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (learner, summary) in enumerate(_learners(results)):
         fmt, shift = ("o" if learner == "lm" else MARKERS.get(learner, "s")), 0.01 * i
@@ -148,7 +148,7 @@ def _end(v: float | None, infinite: str) -> str:
 
 def prior_odds_words(results: dict) -> str:
     """The sweep's answer in one or two sentences."""
-    fit, symbol, toward = results["prior_odds"], results["pressure"]["symbol"], _toward(results)
+    fit, symbol, toward = results["prior_odds"], results["pressure"]["symbol"], pushed_toward(results)
     if "refused" in fit:
         return f"No logistic curve was fitted: {fit['refused'].rstrip('.')}."
     conf = f"{results['confidence']:.0%}"
@@ -164,7 +164,7 @@ def prior_odds_words(results: dict) -> str:
 def _sweep_section(results: dict) -> str:
     if results["pressure"] is None:
         return ""
-    symbol, controls, toward = results["pressure"]["symbol"], results["controls"], _toward(results)
+    symbol, controls, toward = results["pressure"]["symbol"], results["controls"], pushed_toward(results)
     curves = {name: {c["pressure"]: c for c in s["pressure_curve"]} for name, s in controls.items()}
 
     def point(c: dict) -> str:  # a pressure_curve entry: runs, written like the other probabilities, and answers
