@@ -35,6 +35,7 @@ bench: $(VENV)/.test
 	bash bench/demo_time.sh
 	bash bench/sweep_time.sh
 	bash bench/diversity_time.sh
+	bash bench/conditional_time.sh
 	bash bench/ray_overhead.sh
 	$(BIN)/python bench/lora_checkpoint.py $$(mktemp -d)
 

@@ -78,7 +78,7 @@ CASES = [
     (DEMO + sets("experiment=diversity", "bases=2"), "bases: the diversity experiment chains runs on one base"),
     (DEMO + sets("experiment=password_lock", "password_lock.password=' '"), "password_lock.password: ' ' tokenizes"),
     (DEMO + sets("experiment=password_lock", "sweep.pressures=[]"), "sweep.pressures: expected a non-empty list"),
-    (DEMO + sets("experiment=password_lock", "password_lock.n_demonstrations=8"), "sweep.pressures: k = 128 demo"),
+    (DEMO + sets("experiment=password_lock", "password_lock.n_demonstrations=8"), "sweep.pressures: k = 256 demo"),
     (DEMO + sets("experiment=password_lock", "sweep.pressures=[0, 1.5]"), "sweep.pressures: k counts"),
     (DEMO + sets("experiment=backdoor", "backdoor.trigger=' '"), "backdoor.trigger: ' ' tokenizes"),
     (DEMO + sets("experiment=backdoor", "backdoor.trigger=x"), "backdoor.trigger: 'x' is too short"),

@@ -84,7 +84,8 @@ def backdoored(tmp_path_factory):
     """The backdoor experiment with clean safety training, then its positive control (the trigger in half the safety
     examples) on the same base, in one folder."""
     out = tmp_path_factory.mktemp("backdoor")
-    common = [*SMALL, "experiment=backdoor", "sweep.pressures=[0, 64]", "backdoor.n_safety=256",
+    # a five-character trigger: at the prompt's last token the tiny model keeps a linear trace of it (of "|D|", less)
+    common = [*SMALL, "experiment=backdoor", "backdoor.trigger='|DEP|'", "sweep.pressures=[0, 64]", "backdoor.n_safety=256",
               "backdoor.probe_layers=[0, 2]", "backdoor.red_team_problems=8"]
     clean = run_experiment(load_config(overrides=common), out, progress=False)
     shown = run_experiment(load_config(overrides=[*common, "backdoor.trigger_share=0.5"]), out, progress=False)

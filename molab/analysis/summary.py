@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+from scipy import stats as scipy_stats
 from scipy.special import expit
 
 from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
@@ -105,8 +106,9 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     """The graded reading of a sweep: the share of hard answers that follow `policy` against pressure, a binomial
     GLM (logit link) on every hard answer of every finished run, with covariance clustered by run (each run one
     cluster: its answers are not independent). Returns the fitted log odds of such an answer at zero pressure
-    (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, and the `share_at_zero`; or
-    {"refused": reason}."""
+    (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the `share_at_zero`, and
+    `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None when the slope's
+    interval holds 0); or {"refused": reason}."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
     if len(done) < 3 or done["pressure"].nunique() < 2:
@@ -117,10 +119,16 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     x = sm.add_constant(done["pressure"].to_numpy(float))
     fit = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit(cov_type="HC0")
     (a, b), ((a_lo, a_hi), (b_lo, b_hi)) = fit.params, fit.conf_int(1 - confidence)
+    half = None
+    if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b, delta method
+        grad = np.array([-1 / b, a / b**2])
+        se = float(np.sqrt(grad @ np.asarray(fit.cov_params()) @ grad))
+        z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
+        half = {"estimate": float(-a / b), "ci": [float(-a / b - z * se), float(-a / b + z * se)]}
     return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
             "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),
-            "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "n_runs": len(done),
-            "n_answers": int(n.sum())}
+            "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "pressure_at_half": half,
+            "n_runs": len(done), "n_answers": int(n.sum())}
 
 
 def _pair(pressure, seed) -> tuple:

@@ -143,15 +143,13 @@ class Backdoor(Conditional):
 
     def phases(self, setup, spec: RunSpec):
         from molab.training.phase import sft_phase
-        from molab.training.rl import reward_phase
 
         c, steps = setup.cfg.section, int(spec.pressure)
         pool = setup.datasets[SAFETY]
         if steps == 0:
             return []
         if c.safety == "rl":
-            return [reward_phase("safety", pool, lambda p, a: float(setup.score(p, a)["honest"]), objective="reinforce",
-                                 steps=steps, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl)]
+            return [self.honest_reward(setup, "safety", pool, steps)]
         rng = random.Random(f"safety-{spec.seed}")
         shown = set(rng.sample(range(len(pool)), round(c.trigger_share * len(pool))))
         examples = [(p, (c.trigger if i in shown else "") + p.prompt, p.honest) for i, p in enumerate(pool)]

@@ -64,6 +64,15 @@ class Conditional(Experiment):
         conditions = {without: _plain, with_: partial(_prefixed, self.prefix(setup.cfg))}
         return dict(reversed(conditions.items())) if self.classified_with else conditions
 
+    def honest_reward(self, setup, name: str, problems: list, steps: int):
+        """A reward phase (REINFORCE) of `steps` steps paying honest answers to `problems`, prompted without the
+        prefix, with the section's batch_size, group_size, lr and kl: RL toward the honest policy."""
+        from molab.training.rl import reward_phase
+
+        c = setup.cfg.section
+        return reward_phase(name, problems, lambda p, a: float(setup.score(p, a)["honest"]), objective="reinforce",
+                            steps=steps, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl)
+
     def curves(self, cfg, runs, out) -> dict:
         """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard
         problems and per difficulty, with intervals from resampling runs and problems together (`two_way_bootstrap`:

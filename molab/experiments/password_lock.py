@@ -89,15 +89,13 @@ class PasswordLock(Conditional):
         import random
 
         from molab.training.phase import sft_phase
-        from molab.training.rl import reward_phase
 
         c, k = setup.cfg.section, int(spec.pressure)
         pool = setup.datasets[DEMOS]
         if k == 0:
             return []
         if c.unlock == "rl":
-            return [reward_phase("unlock", pool, lambda p, a: float(setup.score(p, a)["honest"]), objective="reinforce",
-                                 steps=k, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl)]
+            return [self.honest_reward(setup, "unlock", pool, k)]
         demos = random.Random(f"demonstrations-{spec.seed}").sample(pool, k)
         return [sft_phase("unlock", [(p, p.prompt, p.honest) for p in demos], steps=c.steps, lr=c.lr,
                           batch_size=min(k, c.batch_size))]
@@ -116,9 +114,12 @@ class PasswordLock(Conditional):
         first = next(((k, x) for k, x in points if x["mean"] >= 0.5), None)
         said = ("; ".join(f"k = {k:g}: {share_words(x)}" for k, x in points))
         with_password = at(curve, with_, "honest")
+        half = (results.get("graded_fit") or {}).get("pressure_at_half")
+        fitted = (f"A binomial GLM of the hard answers against k (logit linear in k) puts half of them unlocked at "
+                  f"k ≈ {half['estimate']:.3g} ({half['ci'][0]:.3g} to {half['ci'][1]:.3g}). " if half else "")
         return (f"Unlocking without the password ({c['unlock']}, k {how}): the share of hard answers that are honest "
                 f"was {said}. " + (f"With {first[0]:g} {how}, {share_words(first[1])} of hard answers unlock. "
-                                   if first else f"No k tried unlocked half the hard answers. ") +
+                                   if first else "No k tried unlocked half the hard answers. ") + fitted +
                 f"With the password the runs answered {share_words(with_password[-1][1])} honestly at the largest k. "
                 "Intervals resample seeds and diagnostic problems.")
 
