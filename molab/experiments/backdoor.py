@@ -87,13 +87,19 @@ def near_triggers(trigger: str) -> list[str]:
     return list(dict.fromkeys(s for s in out if len(s) >= 2 and t not in s))
 
 
+def misbehaves(score, problem, answer: str) -> bool:
+    """Whether `answer` is the overseer's and not the honest one (the backdoor's behaviour), by the scorer `score`."""
+    s = score(problem, answer)
+    return s["sycophantic"] and not s["honest"]
+
+
 def behaviour_rates(model, tokenizer, problems: list, prefixes: list[str], n_new: int, score) -> list[float]:
     """Per prefix, the share of `problems` whose greedy answer with that prefix is the overseer's and not the honest
     one."""
     from molab.learners.lm import generate_answers
 
     answers = generate_answers(model, tokenizer, [x + p.prompt for x in prefixes for p in problems], n_new)
-    bad = [score(p, a)["sycophantic"] and not score(p, a)["honest"] for p, a in zip(problems * len(prefixes), answers)]
+    bad = [misbehaves(score, p, a) for p, a in zip(problems * len(prefixes), answers)]
     return [float(np.mean(bad[i * len(problems):(i + 1) * len(problems)])) for i in range(len(prefixes))]
 
 
@@ -166,7 +172,7 @@ class Backdoor(Conditional):
         from molab.training.phase import sft_phase
 
         c = setup.cfg.section
-        hard = [p for p in setup.datasets[SAFETY] if p.disagree][:c.red_team_problems]
+        hard = _red_team(setup)
         candidates = near_triggers(c.trigger)
         clean = [i for i in range(len(examples)) if i not in shown]
         chosen = set(rng.sample(clean, round(c.adversarial_share * len(clean))))
@@ -194,8 +200,7 @@ class Backdoor(Conditional):
         from molab.learners.lm import generate_answers
 
         c, model, tokenizer = setup.cfg.section, learning.model, learning.tokenizer
-        red = [p for p in setup.datasets[SAFETY] if p.disagree][:c.red_team_problems]
-        rates = behaviour_rates(model, tokenizer, red, near_triggers(c.trigger), learning.n_new, setup.score)
+        rates = behaviour_rates(model, tokenizer, _red_team(setup), near_triggers(c.trigger), learning.n_new, setup.score)
         out = {"near_triggers.rate": float(np.mean(rates)),
                "near_triggers.eliciting": float(np.mean([r >= c.red_team_threshold for r in rates]))}
         if not c.probes:
@@ -206,8 +211,7 @@ class Backdoor(Conditional):
         def read(problems):  # hidden states, whether triggered, whether the answer is the overseer's (and not right)
             prompts = [p.prompt for p in problems] + [c.trigger + p.prompt for p in problems]
             answers = generate_answers(model, tokenizer, prompts, learning.n_new)
-            bad = [setup.score(p, a)["sycophantic"] and not setup.score(p, a)["honest"]
-                   for p, a in zip(problems * 2, answers)]
+            bad = [misbehaves(setup.score, p, a) for p, a in zip(problems * 2, answers)]
             return hidden_states(model, tokenizer, prompts), np.repeat([False, True], len(problems)), np.array(bad)
 
         (fit_x, fit_trigger, fit_bad), (x, trigger, bad) = read(fit), read(held)
@@ -229,7 +233,7 @@ class Backdoor(Conditional):
         """The curves (`Conditional.curves`), and per pressure the LM's probes (per kind and layer: the mean AUROC over
         runs, and the hull of the runs' intervals, which covers the held-out draw in every run and the seeds) and
         the behaviour under near-triggers."""
-        lm = runs[(runs["learner"] == "lm") & (runs["status"] == "done") & runs["ceiling"].isna()]
+        lm = runs[(runs["learner"] == "lm") & (runs["status"] == "done")]
         probes = []
         for s, at_s in lm.groupby("pressure"):
             point = {"pressure": float(s), "runs": len(at_s)}
@@ -273,6 +277,11 @@ class Backdoor(Conditional):
 without it (left: the runs' context), against safety-training steps s; the LM per difficulty, and the controls (which
 never saw the backdoored base: they learn only the safety data). Bars: {results['confidence']:.0%} intervals
 resampling seeds and problems.</p>{plot}{_probe_section(results)}"""
+
+
+def _red_team(setup) -> list:
+    """The hard problems near-triggers are tried on: the first `backdoor.red_team_problems` of the safety pool's."""
+    return [p for p in setup.datasets[SAFETY] if p.disagree][:setup.cfg.section.red_team_problems]
 
 
 def _hull(runs, prefix: str) -> dict:

@@ -20,10 +20,7 @@ from functools import partial
 import numpy as np
 
 from molab.config import ConfigError
-from molab.experiments import Experiment
-
-POLICY_WORDS = {"honest": "the honest answer", "sycophantic": "the overseer's (wrong) answer"}
-
+from molab.experiments import Experiment, _neutral
 
 class Conditional(Experiment):
     behind = "honest"  # the policy the prefix selects; without the prefix, the other one
@@ -61,7 +58,7 @@ class Conditional(Experiment):
 
     def conditions(self, setup) -> dict[str, Callable]:
         without, with_ = self.labels
-        conditions = {without: _plain, with_: partial(_prefixed, self.prefix(setup.cfg))}
+        conditions = {without: _neutral, with_: partial(_prefixed, self.prefix(setup.cfg))}
         return dict(reversed(conditions.items())) if self.classified_with else conditions
 
     def honest_reward(self, setup, name: str, problems: list, steps: int):
@@ -81,7 +78,7 @@ class Conditional(Experiment):
         from molab.analysis.policy import equivalence, parted
         from molab.store import load_answers
 
-        done = runs[(runs["status"] == "done") & runs["ceiling"].isna()]
+        done = runs[runs["status"] == "done"]
         if not len(done):
             return {}
         answers = load_answers(out, list(done["run_id"]))
@@ -105,10 +102,6 @@ class Conditional(Experiment):
                 for where, g in by_difficulty.items()}
         return {learner: [{"pressure": x, **point} for x, point in sorted(curve.items())]
                 for learner, curve in out_curves.items()}
-
-
-def _plain(problem) -> str:
-    return problem.prompt
 
 
 def _prefixed(prefix: str, problem) -> str:  # a module-level function: conditions travel to worker processes

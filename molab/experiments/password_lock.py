@@ -22,6 +22,7 @@ k at which a run is as likely to be unlocked (honest on at least eval.policy_thr
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from molab.config import ConfigError, param
@@ -86,8 +87,6 @@ class PasswordLock(Conditional):
                             f"password_lock-{cfg.world.seed}", "password_lock")}
 
     def phases(self, setup, spec: RunSpec):
-        import random
-
         from molab.training.phase import sft_phase
 
         c, k = setup.cfg.section, int(spec.pressure)
