@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from molab.config import load_config
-from molab.learners.lm import encode
+from molab.learners.lm import device, encode
 from molab.runs import prepare
 from molab.training.loop import train
 from molab.training.objectives import sft
@@ -16,10 +16,12 @@ from molab.training.objectives import sft
 WORLD = ["world.digits=2", "world.n_diagnostic=32", "scheme.n_train=300", "model.neutral_share=0.25"]
 
 
-def bpe_checkpoint(path, steps: int, world=WORLD, width: int = 64, depth: int = 2, vocab: int = 300):
+def bpe_checkpoint(path, steps: int, world=WORLD, width: int = 64, depth: int = 2, vocab: int = 300,
+                   heads: int = 4, lr: float = 3e-3):
     """A byte-level BPE tokenizer of `vocab` entries trained on the world's problems (not on the tags, so each tag
-    takes several tokens) with <bos> before every text and a chat template, and a Llama of `width` and `depth`
-    pretrained for `steps` on the experiment's corpus; both saved at `path`."""
+    takes several tokens) with <bos> before every text and a chat template, and a Llama of `width`, `depth` and
+    `heads` pretrained (on the accelerator when there is one) for `steps` at `lr` on the experiment's corpus; both
+    saved at `path`."""
     cfg = load_config(overrides=list(world))
     setup = prepare(cfg)
     corpus = setup.experiment.corpus(setup.world, cfg, random.Random(0))
@@ -35,11 +37,12 @@ def bpe_checkpoint(path, steps: int, world=WORLD, width: int = 64, depth: int = 
                                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, num_hidden_layers=depth,
-                                         num_attention_heads=4, num_key_value_heads=4, intermediate_size=4 * width,
-                                         max_position_embeddings=64, tie_word_embeddings=True, pad_token_id=0,
-                                         bos_token_id=1, eos_token_id=2))
+                                         num_attention_heads=heads, num_key_value_heads=heads,
+                                         intermediate_size=4 * width, max_position_embeddings=64,
+                                         tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+                             ).to(device())
     batches = (encode(tokenizer, examples[i:i + 32]) for i in range(0, len(examples), 32))
-    train(model, batches, sft, steps=steps, lr=3e-3, progress=False)
+    train(model, batches, sft, steps=steps, lr=lr, progress=False)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

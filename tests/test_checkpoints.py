@@ -11,7 +11,7 @@ from checkpoints import WORLD, bpe_checkpoint
 
 from molab import run_experiment
 from molab.config import ConfigError, LoraOptions, load_config
-from molab.learners.lm import encode, frozen_copy, generate_answers, load, with_lora
+from molab.learners.lm import device, encode, frozen_copy, generate_answers, load, with_lora
 from molab.runs import prepare
 from molab.training.loop import train
 from molab.training.objectives import sft
@@ -61,7 +61,7 @@ def test_the_kl_reference_of_a_lora_run_is_its_adapter_at_the_start_not_a_copy_o
     model = with_lora(model, LoraOptions())
     batch = encode(tokenizer, [("<teacher>12+34=", "64")])
     torch.nn.init.normal_(model.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight)
-    logits = lambda m: m(input_ids=batch["input_ids"]).logits.detach()  # noqa: E731
+    logits = lambda m: m(input_ids=batch["input_ids"].to(device())).logits.detach()  # noqa: E731
     start = logits(model)
     size = sum(p.numel() for p in model.parameters())
     adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)

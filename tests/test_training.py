@@ -51,6 +51,7 @@ def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
     batch = encode(TOKENIZER, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])   # right-padded
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=32, depth=1, heads=2), TOKENIZER, 8)
+    batch = {k: v.to(model.device) for k, v in batch.items()}
     n_answer_tokens = (batch["labels"] != -100).sum()   # answers and their eos
     assert n_answer_tokens == 2 + 3 + 3
     total = sequence_logprob(model, batch).sum()
