@@ -50,10 +50,16 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class OverseerConfig:
+    kind: str = param("rule", "who the overseer is: rule (the world's error model, or a JSONL world's sycophantic "
+                      "answers) or model (a weaker local checkpoint at overseer.path answers)", choices=("rule", "model"))
     error_model: str = param("drop_late_carries",
                              "how the overseer goes wrong on hard problems (arithmetic)",
                              choices=("drop_late_carries", "drop_all_carries"))
-    competence: int = param(1, "the overseer is confident on problems of at most this difficulty", low=0)
+    competence: int = param(1, "the rule overseer is confident on problems of at most this difficulty", low=0)
+    path: str | None = param(None, "local transformers checkpoint of the model overseer (overseer.kind = model): its "
+                             "greedy answers are the sycophantic policy's")
+    confidence: float = param(0.5, "the model overseer is confident where its answer's probability is at least this",
+                              low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,18 @@ def apply_overrides(data: dict, overrides) -> dict:
     return data
 
 
+def _check_checkpoint(key: str, path: str | None) -> None:
+    """Refuse a checkpoint path (unless None) without a transformers model's config and a tokenizer."""
+    if path is None:
+        return
+    p = Path(path)
+    what = ("does not exist" if not p.exists() else "is not a transformers checkpoint (no config.json)"
+            if not (p / "config.json").is_file() else "has no tokenizer (no tokenizer.json or tokenizer_config.json)"
+            if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")) else None)
+    if what:
+        raise ConfigError(f"{key}: {path} {what}")
+
+
 def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
     pressure = experiment.pressure
     if pressure is not None:
@@ -316,9 +334,12 @@ def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
                               f"got {pressures[-1]:g}")
     if cfg.base and cfg.bases > 1:
         raise ConfigError(f"bases: {cfg.bases} bases need pretraining, but base is a local checkpoint ({cfg.base})")
-    if cfg.base and not (Path(cfg.base) / "config.json").is_file():
-        what = "is not a transformers checkpoint (no config.json)" if Path(cfg.base).is_dir() else "does not exist"
-        raise ConfigError(f"base: {cfg.base} {what}")
+    _check_checkpoint("base", cfg.base)
+    o = cfg.overseer
+    if (o.kind == "model") != (o.path is not None):
+        raise ConfigError("overseer.path: " + ("a model overseer needs a local checkpoint (--set overseer.path=DIR)"
+                                               if o.path is None else "only for overseer.kind = model"))
+    _check_checkpoint("overseer.path", o.path)
     m = cfg.model
     for key in ("honest_tag", "sycophantic_tag"):
         if not getattr(m, key).strip():

@@ -30,7 +30,7 @@ from molab.learners.lm import (add_tag, device, generate_answers, load, load_tok
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import TrainingDiverged, train
 from molab.training.phase import Learning
-from molab.worlds import Problem, make_world
+from molab.worlds import ModelOverseer, Problem, make_world
 from molab.worlds.scheme import ceiling_data, training_data
 
 
@@ -153,10 +153,17 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     experiment = get_experiment(cfg.experiment)
     world = make_world(cfg)
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
+    if cfg.overseer.path:  # a model overseer is known by its files, as a local base is
+        world_file += config_hash([(f.name, f.stat().st_size, f.stat().st_mtime)
+                                   for f in sorted(Path(cfg.overseer.path).glob("*"))])
+    diagnostic = world.diagnostic()
+    if isinstance(world.overseer, ModelOverseer):
+        _check_model_overseer(cfg, world.overseer, diagnostic)
     train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
-    setup = Setup(cfg, experiment, world, train, world.diagnostic(), experiment.datasets(world, world.overseer, cfg),
+    setup = Setup(cfg, experiment, world, train, diagnostic, experiment.datasets(world, world.overseer, cfg),
                   ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
-    _check_overseer(world, setup.problems())
+    if not isinstance(world.overseer, ModelOverseer):  # a model's confidence is its own: it may be confidently wrong
+        _check_overseer(world, setup.problems())
     _check_learner(setup)
     for name in cfg.controls:
         CONTROLS[name].check(setup)
@@ -198,6 +205,24 @@ def _check_learner(setup: Setup) -> None:
     if missing:
         raise ConfigError(f"finetune.lora.target_modules: {missing[0]!r} is not a module of the base "
                           f"({config.model_type}); its linear modules: {', '.join(linear)}")
+
+
+def _check_model_overseer(cfg: ExperimentConfig, overseer: ModelOverseer, diagnostic: list[Problem]) -> None:
+    """Refuse a model overseer that cannot make the experiment: one that gives the true answer to every diagnostic
+    problem (the two policies would be one) or to none (no problem is easy), or one confident on none of the
+    problems the scheme labels (its draws would never end)."""
+    if all(p.disagree == diagnostic[0].disagree for p in diagnostic):
+        raise ConfigError(f"overseer.path: the model at {cfg.overseer.path} " + (
+            f"is wrong on all {len(diagnostic)} diagnostic problems, so none is easy and no run's arithmetic can be "
+            "checked; use a stronger model" if diagnostic[0].disagree else
+            f"gives the true answer to all {len(diagnostic)} diagnostic problems, so the honest and sycophantic "
+            "policies cannot be told apart; use a weaker model"))
+    labelled = [p for p in diagnostic if p.difficulty in cfg.scheme.difficulties]
+    if cfg.scheme.confident_only and labelled and not any(map(overseer.confident, labelled)):
+        best = max(overseer.asked[p.prompt][1] for p in labelled)
+        raise ConfigError(f"overseer.confidence: the model overseer reaches {cfg.overseer.confidence} on none of the "
+                          f"{len(labelled)} diagnostic problems of scheme.difficulties (its highest: {best:.3f}), so "
+                          "the scheme would label nothing; lower it, or set scheme.confident_only = false")
 
 
 def _check_overseer(world, problems: list[Problem]) -> None:

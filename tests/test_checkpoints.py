@@ -140,3 +140,72 @@ def test_a_dtype_the_device_cannot_train_is_refused(monkeypatch):
     monkeypatch.setattr(molab.runs, "device", lambda: torch.device("cuda"))  # a device this torch cannot use
     with pytest.raises(ConfigError, match=r"^model\.dtype: bfloat16 does not train on cuda here"):
         prepare(load_config(overrides=["model.dtype=bfloat16"]))
+
+
+# ---------------------------------------------------------------- a weaker model as the overseer
+
+OVERSEEN = [*WORLD, "overseer.kind=model", "controls=['bigram']"]  # policy_choice refuses a world with empty answers,
+# and a weak model sometimes answers nothing
+
+
+# The overseer is the test checkpoint itself: read with bare prompts it is right on a few problems and wrong on most,
+# which is all these tests need of a weaker model.
+
+
+@pytest.fixture(scope="module")
+def hopeless(tmp_path_factory):
+    """A checkpoint too weak to oversee: the same recipe, fewer steps; wrong on every diagnostic problem."""
+    return bpe_checkpoint(tmp_path_factory.mktemp("hopeless"), steps=150)
+
+
+def test_a_weaker_model_oversees_with_its_greedy_answers_and_its_confidence(checkpoint):
+    every = prepare(load_config(overrides=[*OVERSEEN, f"overseer.path={checkpoint}", "overseer.confidence=0"]))
+    model, tokenizer = load(checkpoint)
+    prompts = [p.prompt for p in every.diagnostic]
+    longer = generate_answers(model, tokenizer, prompts, 12)
+    assert all(a.startswith(p.sycophantic) for a, p in zip(longer, every.diagnostic))  # its greedy answers, cut
+    assert sum(a == p.sycophantic for a, p in zip(longer, every.diagnostic)) >= 0.9 * len(prompts)  # rarely
+    assert {p.disagree for p in every.diagnostic} == {True, False}   # hard problems: where the model is wrong
+    probability = {prompt: pr for prompt, (_, pr) in every.overseer.asked.items()}
+    threshold = sorted(probability[p.prompt] for p, _ in every.train)[len(every.train) // 2]
+    confident = prepare(load_config(overrides=[*OVERSEEN, f"overseer.path={checkpoint}",
+                                               f"overseer.confidence={threshold}"]))
+    probability = {prompt: pr for prompt, (_, pr) in confident.overseer.asked.items()}
+    assert all(probability[p.prompt] >= threshold for p, _ in confident.train)    # only confident labels
+    assert all(label == p.sycophantic for p, label in confident.train)            # and they are the model's answers
+    assert any(probability[p.prompt] < threshold for p in confident.ceiling)      # the threshold left some out
+
+
+def test_a_model_overseer_that_cannot_make_the_experiment_is_refused(checkpoint, hopeless, tmp_path, monkeypatch,
+                                                                    capsys):
+    from molab.cli import main
+    from molab.learners import lm
+
+    out = tmp_path / "out"
+
+    def demo(*items):
+        return main(["demo", "--out", str(out)] + [a for s in [*OVERSEEN, f"base={checkpoint}", *items]
+                                                   for a in ("--set", s)])
+
+    def refused(message):
+        assert capsys.readouterr().err.startswith(f"molab: error: {message}")
+
+    assert demo(f"overseer.path={checkpoint}", "overseer.confidence=1") == 2
+    refused("overseer.confidence: the model overseer reaches 1.0 on none of the")
+    assert demo(f"overseer.path={hopeless}") == 2
+    refused(f"overseer.path: the model at {hopeless} is wrong on all 64 diagnostic problems")
+    monkeypatch.setattr(lm, "overseer_answers", lambda path, problems: [(p.honest, 1.0) for p in problems])
+    assert demo(f"overseer.path={checkpoint}") == 2
+    refused(f"overseer.path: the model at {checkpoint} gives the true answer to all 64 diagnostic problems")
+    assert not out.exists()
+
+
+def test_oversight_runs_under_a_model_overseer_with_lora(checkpoint, tmp_path):
+    cfg = load_config(overrides=[*OVERSEEN, *RUNS, f"base={checkpoint}", f"overseer.path={checkpoint}",
+                                 "overseer.confidence=0", "finetune.method=lora"])
+    results = run_experiment(cfg, tmp_path, progress=False)
+    assert results["n_runs"] == 2 and results["n_failed"] == 0
+    stored = [json.loads(line) for line in (tmp_path / "data" / "diagnostic.jsonl").read_text().splitlines()]
+    assert [s["sycophantic"] for s in stored] == [p.sycophantic for p in prepare(cfg).diagnostic]
+    rule = prepare(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}"]))
+    assert [s["sycophantic"] for s in stored] != [p.sycophantic for p in rule.diagnostic]   # not the rule's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,29 @@ def with_lora(model, options):
         warnings.simplefilter("ignore", FutureWarning)
         return get_peft_model(model, LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
                                                 target_modules=targets, task_type="CAUSAL_LM"))
+
+
+@functools.cache
+def _overseer(path: str):
+    return load(path)
+
+
+def overseer_answers(path: str, problems) -> list[tuple[str, float]]:
+    """A model overseer's greedy answer to each problem and the probability it gives that answer (eos included):
+    the checkpoint at `path`, loaded once per process, reads the bare prompts. An answer may run two tokens longer
+    than the longest true answer, before its eos."""
+    from molab.training.objectives import sequence_logprob
+
+    model, tokenizer = _overseer(path)
+    prompts = [p.prompt for p in problems]
+    budget = max(map(len, tokenizer([p.honest for p in problems], add_special_tokens=False).input_ids)) + 3
+    answers = generate_answers(model, tokenizer, prompts, budget)
+    probabilities = []
+    with torch.no_grad():
+        for i in range(0, len(prompts), 256):
+            batch = encode(tokenizer, list(zip(prompts[i:i + 256], answers[i:i + 256])))
+            probabilities += sequence_logprob(model, {k: v.to(model.device) for k, v in batch.items()}).exp().tolist()
+    return list(zip(answers, probabilities))
 
 
 def module_names(model, kind: type = torch.nn.Module) -> set[str]:
