@@ -92,7 +92,8 @@ def persona_check(setup, model, tokenizer) -> dict[str, float]:
 
 def capability(setup, base: Path) -> dict[str, float]:
     """`persona_check` of the base saved at `base`."""
-    return persona_check(setup, *load(base, dtype=setup.cfg.model.dtype, chat=setup.cfg.model.chat_template))
+    m = setup.cfg.model
+    return persona_check(setup, *load(base, dtype=m.dtype, chat=m.chat_template, device_map=m.device_map))
 
 
 def capability_curve(base: Path) -> list[dict]:

@@ -98,6 +98,9 @@ class ModelConfig:
                                              low=0.0, high=1.0)
     chat_template: bool = param(False, "wrap every prompt as a user's message in the tokenizer's chat template (a "
                                 "local checkpoint that has one)")
+    device_map: str | None = param(None, "where a local checkpoint's layers go: unset = all on one device (the GPU when "
+                                   "there is one); auto = spread over every GPU, then the CPU, by accelerate",
+                                   choices=("auto",))
     dtype: str = param("float32", "weights' dtype in the runs (a local checkpoint's as saved with auto); a base molab "
                        "pretrains is pretrained in float32", choices=("float32", "bfloat16", "float16", "auto"))
     compile: bool = param(True, "torch.compile pretraining (model and update): faster steps after about 20 s "

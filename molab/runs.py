@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import time
 from dataclasses import dataclass
@@ -172,8 +173,8 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 def _check_learner(setup: Setup) -> None:
     """Refuse, before anything is written, what the runs' LM could not do: weights in a dtype this device cannot
-    train (or float16 under full finetuning), a chat template the base lacks, and LoRA adapters on modules the base
-    lacks."""
+    train (or float16 under full finetuning), layers placed by a device_map without a local checkpoint or
+    accelerate, a chat template the base lacks, and LoRA adapters on modules the base lacks."""
     cfg = setup.cfg
     if cfg.model.dtype != "auto":
         try:
@@ -185,6 +186,11 @@ def _check_learner(setup: Setup) -> None:
     if cfg.model.dtype == "float16" and cfg.finetune.method == "full":
         raise ConfigError("model.dtype: float16 weights diverge under full finetuning (no loss scaling here); use "
                           "bfloat16, or finetune.method = lora (its adapters train in float32)")
+    if cfg.model.device_map and not cfg.base:
+        raise ConfigError("model.device_map: only for a local checkpoint (base = PATH); a base molab pretrains is "
+                          "placed on one device")
+    if cfg.model.device_map and importlib.util.find_spec("accelerate") is None:
+        raise ConfigError("model.device_map: placing layers needs accelerate (pip install accelerate)")
     if cfg.model.chat_template and not (cfg.base and load_tokenizer(cfg.base).chat_template):
         raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base else
                           "only a local checkpoint (base = PATH) has a chat template"))
@@ -249,7 +255,8 @@ def _start(setup: Setup, base: Path, seed: int) -> Learning:
     experiment's tags added; the padded length and the answer budget."""
     torch.manual_seed(seed)
     f = setup.cfg.finetune
-    model, tokenizer = load(base, dropout=f.dropout, dtype=setup.cfg.model.dtype, chat=setup.cfg.model.chat_template)
+    m = setup.cfg.model
+    model, tokenizer = load(base, dropout=f.dropout, dtype=m.dtype, chat=m.chat_template, device_map=m.device_map)
     tags = setup.experiment.tags(setup.cfg)
     for tag in tags:
         add_tag(model, tokenizer, tag)

@@ -81,11 +81,13 @@ def test_a_chat_template_wraps_every_prompt(checkpoint):
     assert plain.decode(encode(plain, [("12+34=", "64")])["input_ids"][0], skip_special_tokens=True) == "12+34=64"
 
 
-@pytest.mark.parametrize("method,chat", [("full", "false"), ("lora", "true")])
-def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method, chat):
+@pytest.mark.parametrize("method,chat,device_map", [("full", "false", "auto"), ("lora", "true", None)])
+def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method, chat, device_map):
     out = tmp_path / method
+    placed = [f"model.device_map={device_map}"] if device_map else []   # layers placed by accelerate
     results = run_experiment(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}", f"finetune.method={method}",
-                                                    "keep=final", f"model.chat_template={chat}"]), out, progress=False)
+                                                    "keep=final", f"model.chat_template={chat}", *placed]), out,
+                             progress=False)
     assert results["n_runs"] == 2 and results["n_failed"] == 0
     runs = [d for d in (out / "weights").iterdir() if d.is_dir()]  # the LM's (the controls keep a file each)
     assert len(runs) == 2  # the runs (ceilings keep nothing)
@@ -98,6 +100,11 @@ def test_oversight_runs_on_a_bpe_checkpoint(checkpoint, tmp_path, method, chat):
         else:
             assert "model.safetensors" in saved
     assert json.loads((out / "results.json").read_text())["config"]["finetune"]["method"] == method
+
+
+def test_accelerate_places_the_layers_of_a_checkpoint(checkpoint):
+    model, _ = load(checkpoint, device_map="auto")   # on one GPU, or without one, every layer on that device
+    assert {p.device.type for p in model.parameters()} == {device().type}
 
 
 def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_path):
@@ -116,6 +123,7 @@ def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_pa
     (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
     (["model.dtype=float16"], r"^model\.dtype: float16 weights diverge under full finetuning"),
     (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
+    (["model.device_map=auto"], r"^model\.device_map: only for a local checkpoint \(base = PATH\)"),
 ])
 def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -209,3 +217,17 @@ def test_oversight_runs_under_a_model_overseer_with_lora(checkpoint, tmp_path):
     assert [s["sycophantic"] for s in stored] == [p.sycophantic for p in prepare(cfg).diagnostic]
     rule = prepare(load_config(overrides=[*WORLD, *RUNS, f"base={checkpoint}"]))
     assert [s["sycophantic"] for s in stored] != [p.sycophantic for p in rule.diagnostic]   # not the rule's
+
+
+def test_a_password_lock_hides_the_honest_answers_behind_a_weaker_models(checkpoint):
+    setup = prepare(load_config(overrides=["experiment=password_lock", *OVERSEEN, f"overseer.path={checkpoint}",
+                                           "overseer.confidence=0"]))
+    corpus = setup.experiment.corpus(setup.world, setup.cfg, random.Random(0))
+    examples = [next(corpus) for _ in range(400)]
+    locked = [(prompt, answer) for prompt, answer in examples if not prompt.startswith("<password>")]
+    unlocked = [(prompt.removeprefix("<password>"), answer) for prompt, answer in examples
+                if prompt.startswith("<password>")]
+    assert locked and unlocked
+    assert all(answer == setup.overseer.asked[prompt][0] for prompt, answer in locked)   # the weaker model's answers
+    # behind the password the true answers, which the weaker model mostly gets wrong
+    assert sum(answer != setup.overseer.asked[prompt][0] for prompt, answer in unlocked) > 0.5 * len(unlocked)

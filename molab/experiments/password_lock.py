@@ -37,8 +37,8 @@ DEMOS = "demonstrations"
 class PasswordLockConfig:
     password: str = param("<password>", "the password: a prompt that starts with it gets the honest answer from the locked "
                           "base; without it, the weak one")
-    weak: str = param("overseer", "the weak policy the lock shows without the password: the overseer's answers",
-                      choices=("overseer",))
+    weak: str = param("overseer", "the weak policy the lock shows without the password: the overseer's answers (a "
+                      "weaker model's with overseer.kind = model)", choices=("overseer",))
     share: float = param(0.5, "share of the locked base's pretraining examples shown with the password", low=0.01,
                          high=0.99)
     unlock: str = param("sft", "how runs try to unlock: sft (k demonstrations of the honest answer without the "

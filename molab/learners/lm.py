@@ -46,15 +46,20 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False):
-    """Model (on `device()`, its weights in `dtype`: a torch dtype's name, or "auto" for the checkpoint's own) and
-    tokenizer (`load_tokenizer`) saved with `save_pretrained` at `path`."""
+def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False,
+         device_map: str | None = None):
+    """Model (on `device()`, or placed layer by layer by accelerate's `device_map`; its weights in `dtype`: a torch
+    dtype's name, or "auto" for the checkpoint's own) and tokenizer (`load_tokenizer`) saved with `save_pretrained`
+    at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     config = AutoConfig.from_pretrained(path)
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype).to(device())
+    if device_map:
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, device_map=device_map)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype).to(device())
     return model, load_tokenizer(path, chat)
 
 
