@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_checkpoints.py", "tests/test_sweeps.py::test_incentive_objectives_raise_the_reward", "tests/test_training.py"]
+TESTS = ["tests/test_checkpoints.py", "tests/test_sweeps.py::test_incentive_objectives_raise_the_reward",
+         "tests/test_training.py"]
 
 
 def timed(name: str, cmd: list[str], limit: float, workdir: Path) -> tuple[str, float, int | None]:

@@ -51,7 +51,8 @@ class WorldConfig:
 @dataclass(frozen=True)
 class OverseerConfig:
     kind: str = param("rule", "who the overseer is: rule (the world's error model, or a JSONL world's sycophantic "
-                      "answers) or model (a weaker local checkpoint at overseer.path answers)", choices=("rule", "model"))
+                      "answers) or model (a weaker local checkpoint at overseer.path answers)",
+                      choices=("rule", "model"))
     error_model: str = param("drop_late_carries",
                              "how the overseer goes wrong on hard problems (arithmetic)",
                              choices=("drop_late_carries", "drop_all_carries"))

@@ -150,7 +150,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, executor: Executor = 
     setup = setups[0]
     setup.score(setup.diagnostic[0], setup.diagnostic[0].honest)  # so does an answer equivalence that raises
     check_folder(out)
-    with executor.started(), holding(out):  # a second molab process on this folder refuses rather than interleaving
+    # a second molab process on this folder refuses rather than interleaving
+    with executor.started() as executor, holding(out):
         return _run_held(setups, Path(out), executor, progress)
 
 

@@ -2,6 +2,7 @@
 `molab demo` as a separate process, shared by the fault and executor tests."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,9 +39,21 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory) -> dict:
-    """results.json of an uninterrupted run of the fast experiment."""
+def uninterrupted(tmp_path_factory) -> Path:
+    """The output folder of an uninterrupted run of the fast experiment."""
     out = tmp_path_factory.mktemp("uninterrupted")
     code, err = finish(start(out))
     assert code == 0, err
-    return json.loads((out / "results.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference(uninterrupted) -> dict:
+    """results.json of an uninterrupted run of the fast experiment."""
+    return json.loads((uninterrupted / "results.json").read_text())
+
+
+def with_base(out: Path, uninterrupted: Path) -> Path:
+    """`out` holding the uninterrupted run's base, so a test that kills runs does not pretrain it again."""
+    shutil.copytree(uninterrupted / "base", out / "base")
+    return out

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import FAST, SETS, finish
+from conftest import FAST, SETS, finish, with_base
 from test_faults import run_ids, wait_until
 
 ray = pytest.importorskip("ray")
@@ -81,8 +81,8 @@ def ray_task_pids() -> list[int]:
     return [int(line.split()[0]) for line in ps if line.split()[1:2] == ["ray::_ray_task"]]
 
 
-def test_a_killed_ray_worker_loses_only_its_task_and_the_same_command_runs_it(reference, tmp_path):
-    out = tmp_path / "out"
+def test_a_killed_ray_worker_loses_only_its_task_and_the_same_command_runs_it(reference, uninterrupted, tmp_path):
+    out = with_base(tmp_path / "out", uninterrupted)
     cli = [sys.executable, "-m", "molab", "demo", "--out", str(out), *SETS, "--executor", "ray"]
     proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: len(run_ids(out)) >= 1 and ray_task_pids(), proc)

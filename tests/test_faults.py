@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import SETS, finish, start
+from conftest import SETS, finish, start, with_base
 from molab.cli import main
 from molab.store import holding
 
@@ -74,8 +74,8 @@ def test_killing_the_driver_loses_nothing_duplicates_nothing_and_leaves_no_worke
     resume_and_compare(out, reference)
 
 
-def test_a_killed_worker_stops_the_sweep_in_one_line_and_the_same_command_resumes(reference, tmp_path):
-    out = tmp_path / "out"
+def test_a_killed_worker_stops_the_sweep_in_one_line_and_the_same_command_resumes(reference, uninterrupted, tmp_path):
+    out = with_base(tmp_path / "out", uninterrupted)
     proc = start(out)
     wait_until(lambda: len(run_ids(out)) >= 1 and workers_of(proc.pid), proc)
     os.kill(workers_of(proc.pid)[0], signal.SIGKILL)

@@ -5,7 +5,8 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
 
 - `workers = 1` (the default): in this process, easiest to debug;
 - `workers = N`: N fresh local processes, each ending itself when the process that started it dies
-  (a killed driver leaves no workers behind);
+  (a killed driver leaves no workers behind); inside `Executor.started()` one pool serves every `run_all`,
+  so the workers import torch and set up their device once per experiment, not once per batch of runs;
 - `kind = "ray"`: one Ray task per item, on the cluster at `address`, or on a local Ray instance that
   molab starts and stops. Tasks carry the experiment's setup and the base's *path*: on a cluster of
   several machines the output folder must be on a filesystem every node sees (a shared path), and
@@ -48,6 +49,7 @@ class Executor:
     workers: int = 1  # local: processes (1 = this process); ray: ignored (Ray schedules by the tasks' CPUs)
     threads: int | None = None  # torch threads per run; None: the cores shared among the workers, 1 per Ray task
     address: str | None = None  # ray: an existing cluster ("HOST:PORT"); None starts a local instance
+    pool: ProcessPoolExecutor | None = dataclasses.field(default=None, compare=False, repr=False)  # set by started()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -66,7 +68,11 @@ class Executor:
         not installed or an address where no Ray cluster answers (within 10 s for a closed port; Ray itself
         would retry such an address for minutes)."""
         if self.kind != "ray":
-            yield self
+            if self.workers <= 1:
+                yield self
+                return
+            with _pool(self.workers, self.run_threads) as pool:  # workers start at the first task, not here
+                yield dataclasses.replace(self, pool=pool)
             return
         try:
             import ray
@@ -111,8 +117,11 @@ def run_all(fn: Callable, tasks: Iterable, executor: Executor = Executor()) -> I
         yield from _ray(fn, tasks, executor.run_threads)
     elif executor.workers <= 1 or len(tasks) <= 1:
         yield from _here(fn, tasks, executor.run_threads)
+    elif executor.pool is not None:
+        yield from _processes(fn, tasks, executor.pool)
     else:
-        yield from _processes(fn, tasks, executor.workers, executor.run_threads)
+        with _pool(executor.workers, executor.run_threads) as pool:
+            yield from _processes(fn, tasks, pool)
 
 
 @contextlib.contextmanager
@@ -150,16 +159,19 @@ def _init_worker(threads: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _processes(fn: Callable, tasks: list, workers: int, threads: int) -> Iterator:
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(fn, t) for t in tasks]
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                left = sum(f.cancelled() or not f.done() or f.exception() is not None for f in futures)
-                raise _died(left, len(tasks)) from None
+def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+
+
+def _processes(fn: Callable, tasks: list, pool: ProcessPoolExecutor) -> Iterator:
+    futures = [pool.submit(fn, t) for t in tasks]
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except BrokenProcessPool:
+            left = sum(f.cancelled() or not f.done() or f.exception() is not None for f in futures)
+            raise _died(left, len(tasks)) from None
 
 
 def _died(left: int, total: int) -> WorkerDied:
