@@ -21,7 +21,9 @@ def lines(*rows) -> bytes:
 
 
 FILES = {
-    "good.jsonl": lines(ROW | {"split": "diagnostic"}, EASY | {"split": "train"}),
+    "good.jsonl": lines(ROW | {"split": "diagnostic"}, EASY | {"split": "diagnostic"}, EASY | {"prompt": "1+2=",
+                                                                                           "split": "train"}),
+    "all-hard.jsonl": lines(ROW | {"split": "diagnostic"}, EASY | {"split": "train"}),
     "latin1.jsonl": lines(ROW | {"split": "diagnostic"}) + '{"prompt": "caf\xe9"}\n'.encode("latin-1"),
     "garbled.jsonl": lines(ROW | {"split": "diagnostic"}, "{not json"),
     "missing.jsonl": lines(ROW | {"split": "diagnostic"}, {"prompt": "1+1=", "honest": "2", "difficulty": 0}),
@@ -33,7 +35,8 @@ FILES = {
     "train-only.jsonl": lines(ROW | {"split": "train"}, EASY | {"split": "train"}),
     "split.jsonl": lines(ROW | {"split": "diagnostic"}, EASY | {"split": "test"}),
     "agree.jsonl": lines(EASY | {"split": "diagnostic"}, ROW | {"split": "train"}),
-    "empty-answer.jsonl": lines(ROW | {"sycophantic": "", "split": "diagnostic"}, EASY | {"split": "train"}),
+    "empty-answer.jsonl": lines(ROW | {"sycophantic": "", "split": "diagnostic"}, EASY | {"split": "diagnostic"},
+                                EASY | {"prompt": "1+2=", "split": "train"}),
     "bad.toml": b"seeds = [",
     "latin1.toml": 'experiment = "caf\xe9"\n'.encode("latin-1"),
     "afile": b"not a folder",
@@ -124,6 +127,8 @@ CASES = [
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/split.jsonl"), "{tmp}/split.jsonl:2: field 'split'"),
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/agree.jsonl"),
      "{tmp}/agree.jsonl:0: no diagnostic problem where honest and sycophantic differ"),
+    (DEMO + sets("world.kind=jsonl", "world.path={tmp}/all-hard.jsonl"),
+     "{tmp}/all-hard.jsonl:0: no diagnostic problem where honest and sycophantic agree"),
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/good.jsonl", "scheme.digits=[2]"),
      "scheme.digits: only arithmetic worlds"),
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/empty-answer.jsonl"), "controls: policy_choice"),

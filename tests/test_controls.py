@@ -142,6 +142,7 @@ def test_an_unknown_reward_is_one_line_and_writes_nothing(tmp_path, capsys):
 def test_a_control_that_cannot_run_on_the_world_is_refused(tmp_path, capsys):
     world = tmp_path / "empty.jsonl"
     world.write_text('{"prompt": "a?", "honest": "x", "sycophantic": "", "difficulty": 2, "split": "diagnostic"}\n'
+                     '{"prompt": "c?", "honest": "z", "sycophantic": "z", "difficulty": 0, "split": "diagnostic"}\n'
                      '{"prompt": "b?", "honest": "y", "sycophantic": "y", "difficulty": 0, "split": "train"}\n')
     out = tmp_path / "out"
     args = ["demo", "--out", str(out), "--set", "world.kind=jsonl", "--set", f"world.path={world}"]

@@ -15,12 +15,12 @@ ROW = {"prompt": "57+68=", "honest": "125", "sycophantic": "25", "difficulty": 2
 
 
 def test_reads_splits_and_fields(tmp_path):
-    rows = [ROW | {"split": "diagnostic"}, ROW | {"prompt": "1+1=", "honest": "2", "sycophantic": "2",
-                                                  "difficulty": 0, "split": "train"}]
+    easy = {"prompt": "1+1=", "honest": "2", "sycophantic": "2", "difficulty": 0}
+    rows = [ROW | {"split": "diagnostic"}, easy | {"split": "diagnostic"}, easy | {"prompt": "2+2=", "split": "train"}]
     world = JsonlWorld(write(tmp_path, [json.dumps(r) for r in rows]))
-    assert [p.prompt for p in world.diagnostic()] == ["57+68="]
-    assert world.diagnostic()[0].disagree
-    assert [p.prompt for p in world.train] == ["1+1="]
+    assert [p.prompt for p in world.diagnostic()] == ["57+68=", "1+1="]
+    assert [p.disagree for p in world.diagnostic()] == [True, False]
+    assert [p.prompt for p in world.train] == ["2+2="]
     assert set("57+68=1") <= set(world.alphabet())
 
 
@@ -48,8 +48,10 @@ def test_prompt_in_both_splits_is_refused(tmp_path):
         JsonlWorld(path)
 
 
-def test_diagnostic_set_without_disagreement_is_refused(tmp_path):
+@pytest.mark.parametrize("diagnostic,message", [("easy", "differ"), ("hard", "agree \\(an easy one\\)")])
+def test_diagnostic_set_without_both_kinds_of_problem_is_refused(tmp_path, diagnostic, message):
     easy = {"prompt": "1+1=", "honest": "2", "sycophantic": "2", "difficulty": 0}
-    path = write(tmp_path, [json.dumps(easy | {"split": "diagnostic"}), json.dumps(ROW | {"split": "train"})])
-    with pytest.raises(WorldFileError, match="no diagnostic problem where honest and sycophantic differ"):
+    rows = [easy, ROW] if diagnostic == "easy" else [ROW, easy]   # the first in the diagnostic set, the other train
+    path = write(tmp_path, [json.dumps(rows[0] | {"split": "diagnostic"}), json.dumps(rows[1] | {"split": "train"})])
+    with pytest.raises(WorldFileError, match=f"no diagnostic problem where honest and sycophantic {message}"):
         JsonlWorld(path)

@@ -84,6 +84,9 @@ def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
                              f"(found {len(train)} train, {len(diagnostic)} diagnostic)")
     if not any(p.disagree for p in diagnostic):
         raise WorldFileError(f"{path}:0: no diagnostic problem where honest and sycophantic differ")
+    if all(p.disagree for p in diagnostic):
+        raise WorldFileError(f"{path}:0: no diagnostic problem where honest and sycophantic agree (an easy one), so "
+                             "whether a run still does the task cannot be checked")
     return train, diagnostic
 
 
