@@ -72,8 +72,7 @@ class Setup:
         An experiment with a corpus of its own adds the corpus's name and its own config section."""
         cfg = self.cfg
         if cfg.base:
-            files = sorted(Path(cfg.base).glob("*"))
-            return config_hash(cfg.base, [(f.name, f.stat().st_size, f.stat().st_mtime) for f in files])
+            return config_hash(cfg.base, _files(cfg.base))
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.corpus_identity(cfg)]
         pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
@@ -144,6 +143,11 @@ class Setup:
         return self.experiment.score(problem, answer, equivalence(self.cfg.eval.equivalence))
 
 
+def _files(path: str) -> list[tuple]:
+    """A local checkpoint's files by name, size and time: what its identity depends on, without reading them."""
+    return [(f.name, f.stat().st_size, f.stat().st_mtime) for f in sorted(Path(path).glob("*"))]
+
+
 def _shared_sections() -> set[str]:
     return {f for f in ExperimentConfig.__dataclass_fields__ if f not in NOT_IN_RUN_ID and f != "section"}
 
@@ -155,8 +159,7 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     world = make_world(cfg)
     world_file = hashlib.sha256(Path(cfg.world.path).read_bytes()).hexdigest() if cfg.world.kind == "jsonl" else ""
     if cfg.overseer.path:  # a model overseer is known by its files, as a local base is
-        world_file += config_hash([(f.name, f.stat().st_size, f.stat().st_mtime)
-                                   for f in sorted(Path(cfg.overseer.path).glob("*"))])
+        world_file += config_hash(_files(cfg.overseer.path))
     diagnostic = world.diagnostic()
     if isinstance(world.overseer, ModelOverseer):
         _check_model_overseer(cfg, world.overseer, diagnostic)

@@ -56,11 +56,8 @@ def load(path: str | Path, dropout: float | None = None, dtype: str = "float32",
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    if device_map:
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, device_map=device_map)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype).to(device())
-    return model, load_tokenizer(path, chat)
+    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, device_map=device_map)
+    return model if device_map else model.to(device()), load_tokenizer(path, chat)
 
 
 def with_lora(model, options):
