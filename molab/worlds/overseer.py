@@ -47,6 +47,9 @@ class Overseer:
     def accepts(self, problem: Problem, answer: str) -> bool:
         return answer == self.answer(problem)
 
+    def prefill(self, problems: list[Problem]) -> None:
+        """Get ready to answer `problems` (a rule answers on demand; a model asks about them in one batch)."""
+
 
 @dataclass(frozen=True)
 class StoredOverseer(Overseer):
@@ -97,8 +100,7 @@ class OverseenWorld:
         self.world, self.overseer, self.block = world, overseer, block
 
     def _overseen(self, problems: list[Problem]) -> list[Problem]:
-        if isinstance(self.overseer, ModelOverseer):
-            self.overseer.prefill(problems)
+        self.overseer.prefill(problems)
         return [replace(p, sycophantic=self.overseer.answer(p)) for p in problems]
 
     def diagnostic(self) -> list[Problem]:
