@@ -1,12 +1,21 @@
 """Finetune runs per hour: molab's LM runs against the plain transformers `Trainer` doing the same work.
 
-In one process, on the demo's base, alternating run by run so that both meet the same machine: each run
-finetunes the base on the demo's training data (same examples, padded length, steps, batch, learning rate,
-warm-up, cosine schedule, AdamW betas, gradient clipping) and answers every diagnostic problem greedily.
-molab's run is `molab.runs.run_lm`, exactly as a sweep runs it; the Trainer's is what a user would write
-with `Trainer` and `model.generate` (prompts left-padded, in batches of 256). The first run of each is a
-warm-up and is not counted. Both report the shares of hard diagnostic problems answered honestly and
-sycophantically, to show the work was the same.
+On the demo's base, alternating round by round so that all meet the same machine: each run finetunes the
+base on the demo's training data (same examples, steps, batch, learning rate, warm-up, cosine schedule,
+AdamW betas, gradient clipping; each batch padded to its longest row) and answers every diagnostic problem
+greedily. Three ways of running them:
+
+- `molab`: `molab.runs.run_lm` in this process, with torch's own thread count, exactly as a sweep with one
+  worker runs it;
+- `Trainer`: what a user would write with `Trainer` and `model.generate` (prompts left-padded, in batches
+  of 256), in this process, with the same threads;
+- `molab sweep`: two runs at once through molab's default executor for this machine (`--workers 2`: two
+  worker processes, the cores shared among them), timed from submission to the last result; a run's time
+  is the pair's wall time over two.
+
+The first round is a warm-up (the workers start, import torch and load the base) and is not counted. All
+report the shares of hard diagnostic problems answered honestly and sycophantically, to show the work was the
+same.
 
     python bench/runs_per_hour.py [--base runs/demo/base] [--runs 4] [--set finetune.steps=300 ...]
 
@@ -27,9 +36,11 @@ from transformers.utils import logging as hf_logging
 
 from molab.bases import capable_base
 from molab.config import load_config
+from molab.execution import Executor, run_all
 from molab.experiments import RunSpec
 from molab.learners.lm import encode, load
-from molab.runs import prepare, run_lm
+from molab.runs import execute, prepare, run_lm
+from molab.training.phase import trimmed
 
 
 def trainer_run(setup, base: Path, seed: int) -> list[str]:
@@ -39,6 +50,9 @@ def trainer_run(setup, base: Path, seed: int) -> list[str]:
     pairs = [(setup.runs_prompt(p), label) for p, label in setup.train]
     rows = encode(tokenizer, pairs, setup.max_len(tokenizer, setup.problems()))
     data = [{k: v[i] for k, v in rows.items()} for i in range(len(pairs))]
+
+    def collate(features):  # a Trainer user's padding collator: each batch as long as its longest row
+        return trimmed({k: torch.stack([f[k] for f in features]) for k in features[0]})
     phase = setup.phases(spec)[0]
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=f.batch_size, max_steps=phase.steps,
@@ -46,7 +60,7 @@ def trainer_run(setup, base: Path, seed: int) -> list[str]:
                                  lr_scheduler_type="cosine", weight_decay=0.0, adam_beta2=0.98, max_grad_norm=1.0,
                                  seed=seed, report_to=[], save_strategy="no", logging_strategy="no",
                                  disable_tqdm=True, use_cpu=True, dataloader_num_workers=0)
-        Trainer(model=model, args=args, train_dataset=data).train()  # its default optimiser: fused AdamW
+        Trainer(model=model, args=args, train_dataset=data, data_collator=collate).train()  # its default optimiser: fused AdamW
     model.eval()
     tokenizer.padding_side = "left"
     prompts, answers = [setup.runs_prompt(p) for p in setup.diagnostic], []
@@ -75,32 +89,42 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     setup = prepare(load_config(overrides=args.overrides))
     base = capable_base(setup, Path(args.base))
-    seconds: dict[str, list[float]] = {"molab": [], "Trainer": []}
-    shares: dict[str, list[tuple]] = {"molab": [], "Trainer": []}
-    for seed in range(args.runs + 1):
-        for name in seconds:
-            start = time.perf_counter()
-            if name == "molab":
-                answers = next(iter(run_lm(setup, base, [RunSpec(seed)], None)[0]["answers"].values()))
-            else:
-                answers = trainer_run(setup, base, seed)
-            took = time.perf_counter() - start
-            honest, sycophantic = hard_shares(setup, answers)
-            print(f"{name:8} seed {seed}: {took:6.2f} s; hard problems {honest:.3f} honest, {sycophantic:.3f} "
-                  f"sycophantic{' (warm-up, not counted)' if seed == 0 else ''}", flush=True)
-            if seed:
-                seconds[name].append(took)
-                shares[name].append((honest, sycophantic))
+    names = ("molab", "Trainer", "molab sweep")
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    shares: dict[str, list[tuple]] = {name: [] for name in names}
+    with Executor(workers=2).started() as executor:
+        for seed in range(args.runs + 1):
+            for name in names:
+                start = time.perf_counter()
+                if name == "molab":
+                    answered = [next(iter(run_lm(setup, base, [RunSpec(seed)], None)[0]["answers"].values()))]
+                elif name == "Trainer":
+                    answered = [trainer_run(setup, base, seed)]
+                else:  # two seeds of their own, so that no worker repeats a run another contender made
+                    tasks = [(setup, base, "lm", [RunSpec(1000 + 2 * seed + i)], None) for i in range(2)]
+                    answered = [next(iter(r["answers"].values())) for rs in run_all(execute, tasks, executor)
+                                for r in rs]
+                took = (time.perf_counter() - start) / len(answered)
+                for answers in answered:
+                    honest, sycophantic = hard_shares(setup, answers)
+                    print(f"{name:11} seed {seed}: {took:6.2f} s a run; hard problems {honest:.3f} honest, "
+                          f"{sycophantic:.3f} sycophantic{' (warm-up, not counted)' if seed == 0 else ''}", flush=True)
+                    if seed:
+                        shares[name].append((honest, sycophantic))
+                if seed:
+                    seconds[name].append(took)
     f = setup.cfg.finetune
-    print(f"{torch.get_num_threads()} torch threads; {f.steps} steps of {f.batch_size}, {len(setup.diagnostic)} "
-          f"diagnostic problems; {args.runs} counted runs each")
+    print(f"{torch.get_num_threads()} torch threads in this process, {Executor(workers=2).run_threads} in each of the "
+          f"sweep's 2 workers; {f.steps} steps of {f.batch_size}, {len(setup.diagnostic)} diagnostic problems; "
+          f"{args.runs} counted rounds")
     for name, s in seconds.items():
-        print(f"{name:8} {statistics.median(s):6.2f} s per run (median; {', '.join(f'{x:.2f}' for x in s)}), "
+        print(f"{name:11} {statistics.median(s):6.2f} s per run (median; {', '.join(f'{x:.2f}' for x in s)}), "
               f"{3600 / statistics.median(s):5.0f} runs/hour; hard problems, mean over runs: "
               f"{statistics.mean(h for h, _ in shares[name]):.3f} honest, "
               f"{statistics.mean(y for _, y in shares[name]):.3f} sycophantic")
-    ratio = statistics.median(seconds["Trainer"]) / statistics.median(seconds["molab"])
-    print(f"molab runs per hour / Trainer runs per hour: {ratio:.2f}x")
+    for name in ("molab", "molab sweep"):
+        ratio = statistics.median(seconds["Trainer"]) / statistics.median(seconds[name])
+        print(f"{name} runs per hour / Trainer runs per hour: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

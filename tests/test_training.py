@@ -56,3 +56,24 @@ def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
     assert n_answer_tokens == 2 + 3 + 3
     total = sequence_logprob(model, batch).sum()
     assert torch.allclose(total, -sft(model, batch) * n_answer_tokens, atol=1e-4)
+
+
+def test_a_finetuning_batch_drops_only_the_columns_every_row_pads():
+    """The trimmed batch is as wide as its longest row, and a causal LM's loss on it is the padded batch's."""
+    import random
+
+    from molab.training.phase import Learning, sft_phase
+
+    examples = [(None, f"{a}+{b}=", str(a + b)) for a in range(10) for b in range(3)]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), TOKENIZER, 12).eval()
+    phase = sft_phase("finetune", examples, steps=1, lr=1e-3, batch_size=8)
+    batch = next(phase.batches(Learning(model, TOKENIZER, 12, 3, seed=0)))
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert batch["input_ids"].shape[1] == longest < 12 and (batch["attention_mask"][:, -1] == 1).any()
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)
+    padded = encode(TOKENIZER, [examples[i][1:] for i in order[:8]], 12)
+    assert torch.equal(padded["input_ids"][:, :longest], batch["input_ids"])
+    with torch.no_grad():
+        assert torch.allclose(sft(model, batch), sft(model, padded), atol=1e-6)

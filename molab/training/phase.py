@@ -65,16 +65,23 @@ def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int
     return [row[m.bool()].tolist() for row, m in zip(ids["input_ids"], ids["attention_mask"])]
 
 
+def trimmed(batch: dict) -> dict:
+    """A right-padded batch without the columns that are padding in every row. A causal LM computes the same loss
+    on the rest: no token attends to a later one."""
+    length = int(batch["attention_mask"].sum(1).max())
+    return {k: v[:, :length] for k, v in batch.items()}
+
+
 def sft_phase(name: str, examples: list[tuple], *, steps: int, lr: float, batch_size: int,
               shared: bool = False) -> Phase:
     """Supervised finetuning on (problem, prompt, answer) examples in a seeded order; a control learns the same
     examples (order cannot matter to it)."""
     pairs = [(prompt, answer) for _, prompt, answer in examples]
 
-    def batches(learning: Learning):  # every example encoded once; each batch picks its rows
+    def batches(learning: Learning):  # every example encoded once; each batch picks its rows, cut to its longest
         rows = encode(learning.tokenizer, pairs, learning.max_len)
         for chosen in epochs(range(len(pairs)), random.Random(learning.seed), batch_size):
-            yield {k: v[chosen] for k, v in rows.items()}
+            yield trimmed({k: v[chosen] for k, v in rows.items()})
 
     def control(learner, learning: Learning) -> None:
         learner.learn(examples)
