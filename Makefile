@@ -23,8 +23,8 @@ setup: $(BIN)/molab
 demo: setup
 	$(BIN)/molab demo --workers 2
 
-test: $(VENV)/.test
-	$(BIN)/python -m pytest molab tests
+test: $(VENV)/.test  # two test processes, each test file in one (its module fixtures built once)
+	$(BIN)/python -m pytest -n 2 --dist loadfile molab tests
 
 bench: $(VENV)/.test
 	$(PIP) -e '.[test,bench]'

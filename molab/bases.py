@@ -1,6 +1,7 @@
 """The capable base: a local checkpoint, or a small LM pretrained on the experiment's corpus (by default
-one in which a persona tag selects the policy), cached in the output folder while its key matches;
-and the check that it can follow both policies when asked."""
+one in which a persona tag selects the policy), cached in the output folder while its key matches (a conditional
+organism's checkpoint, finetuned on its corpus the same way); and the check that it can follow both policies when
+asked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from molab.learners.lm import build_model, encode, generate_answers, load, n_params
+from molab.learners.lm import add_tag, build_model, encode, encodes, generate_answers, load, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
 from molab.training.objectives import sft
@@ -23,41 +24,55 @@ from molab.training.objectives import sft
 
 def capable_base(setup, path: Path, progress: bool = True) -> Path:
     """The path of the capable base: `cfg.base` if given, else a small LM pretrained on the experiment's
-    corpus, saved at `path` and reused while its key (`setup.base_key`) matches."""
+    corpus, saved at `path` and reused while its key (`setup.base_key`) matches. An experiment that conditions a
+    given checkpoint (`Experiment.conditions_given_base`) uses it as it is when its check passes already, and else
+    finetunes it on its corpus (at finetune.lr, in batches of model.batch_size, for up to
+    model.pretrain_steps steps, checked every model.check_every), saved at `path` the same way."""
     cfg = setup.cfg
-    if cfg.base:
+    if cfg.base and not setup.experiment.conditions_given_base:
         return Path(cfg.base)
     key = setup.base_key
     marker = path / "molab_base.json"
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return path
     m = cfg.model
-    # a condition (password, trigger) written <like_this> is one token, as the persona tags are; any other is spelled
-    prefixes = [x for x in setup.experiment.personas(cfg).values() if x not in (m.honest_tag, m.sycophantic_tag)]
-    tags = (m.honest_tag, m.sycophantic_tag, *(x for x in prefixes if re.fullmatch(r"<[^<>]+>", x)))
-    spelled = "".join(x for x in prefixes if x not in tags)
-    tokenizer = char_tokenizer(setup.alphabet + spelled, tags)
-    max_len = setup.max_len(tokenizer)
+    threshold, curve = cfg.eval.capability_threshold, []
     torch.manual_seed(m.seed)
-    model = build_model(m, tokenizer, max_len)
+    if cfg.base:
+        model, tokenizer = load(cfg.base, dtype=m.dtype, chat=m.chat_template, device_map=m.device_map)
+        prefixes = [x for x in setup.experiment.personas(cfg).values() if x]
+        askable = all(encodes(tokenizer, x) for x in prefixes)  # else a prefix becomes a new token, not yet learned
+        for prefix in prefixes:
+            add_tag(model, tokenizer, prefix)
+        curve.append({"step": 0} | persona_check(setup, model, tokenizer))
+        if askable and min(curve[-1]["honest"], curve[-1]["sycophantic"]) >= threshold:
+            return Path(cfg.base)
+        lr, weight_decay, compile, what = cfg.finetune.lr, 0.0, False, "conditioning"
+    else:
+        # a condition (password, trigger) written <like_this> is one token, as the persona tags are; any other is spelled
+        prefixes = [x for x in setup.experiment.personas(cfg).values() if x not in (m.honest_tag, m.sycophantic_tag)]
+        tags = (m.honest_tag, m.sycophantic_tag, *(x for x in prefixes if re.fullmatch(r"<[^<>]+>", x)))
+        spelled = "".join(x for x in prefixes if x not in tags)
+        tokenizer = char_tokenizer(setup.alphabet + spelled, tags)
+        model = build_model(m, tokenizer, setup.max_len(tokenizer))
+        lr, weight_decay, compile, what = m.lr, 0.01, m.compile, "pretraining"
+    max_len = setup.max_len(tokenizer)
     corpus = setup.experiment.corpus(setup.world, cfg, random.Random(f"pretrain-{m.seed}"))
     batches = (encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len) for _ in iter(int, 1))
-
-    threshold, curve = cfg.eval.capability_threshold, []
 
     def capable_yet(step: int) -> bool:
         curve.append({"step": step} | persona_check(setup, model, tokenizer))
         return min(curve[-1]["honest"], curve[-1]["sycophantic"]) >= threshold
 
     start = time.time()
-    losses = train(model, batches, sft, steps=m.pretrain_steps, lr=m.lr, weight_decay=0.01,
-                   desc=f"pretraining base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
-                   compile=m.compile, stop=capable_yet, every=m.check_every)
+    losses = train(model, batches, sft, steps=m.pretrain_steps, lr=lr, weight_decay=weight_decay,
+                   desc=f"{what} base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
+                   compile=compile, stop=capable_yet, every=m.check_every)
     seconds = time.time() - start
     if len(losses) == m.pretrain_steps:
         curve.append({"step": len(losses)} | persona_check(setup, model, tokenizer))
     if min(curve[-1]["honest"], curve[-1]["sycophantic"]) < threshold:
-        print(f"molab: WARNING after {len(losses)} pretraining steps (model.pretrain_steps) the base follows its "
+        print(f"molab: WARNING after {len(losses)} {what} steps (model.pretrain_steps) the base follows its "
               f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of hard "
               f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps), a wider "
               "model (model.width, model.depth), or answers written least-significant digit first "

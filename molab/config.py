@@ -85,7 +85,8 @@ class ModelConfig:
     seed: int = param(0, "seed of the base's initial weights and pretraining order; `bases` = N pretrains bases "
                       "with seeds model.seed to model.seed + N - 1", low=0)
     pretrain_steps: int = param(3000, "pretraining budget in steps: pretraining stops early once both persona checks "
-                                "reach eval.capability_threshold", low=1)
+                                "reach eval.capability_threshold (a conditional organism on base = PATH: the budget "
+                                "for conditioning it, in batches of model.batch_size at finetune.lr)", low=1)
     check_every: int = param(500, "pretraining steps between persona checks (0: check only at the end)", low=0)
     batch_size: int = param(128, "pretraining batch size", low=1, high=65_536)
     lr: float = param(3e-3, "pretraining peak learning rate", low=1e-7, high=1.0)

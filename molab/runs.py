@@ -68,16 +68,18 @@ class Setup:
     @cached_property
     def base_key(self) -> str:
         """What the base depends on: its config, corpus and the capability that ends its pretraining early, or a
-        local checkpoint's files (names, sizes, times).
+        local checkpoint's files (names, sizes, times), and those with what conditions it where the experiment
+        conditions a given checkpoint.
         An experiment with a corpus of its own adds the corpus's name and its own config section."""
         cfg = self.cfg
-        if cfg.base:
-            return config_hash(cfg.base, _files(cfg.base))
+        given = [cfg.base, _files(cfg.base)] if cfg.base else []
+        if cfg.base and not self.experiment.conditions_given_base:
+            return config_hash(*given)
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.corpus_identity(cfg)]
         pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
         return config_hash(self.world_config, cfg.overseer, pretrained, cfg.eval.capability_threshold, self.world_file,
-                           __version__, *own)
+                           __version__, *own, *given, *([cfg.finetune.lr] if given else []))
 
     @property
     def world_config(self):

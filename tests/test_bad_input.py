@@ -86,6 +86,7 @@ CASES = [
     (DEMO + sets("experiment=password_lock", "sweep.pressures=[0, 1.5]"), "sweep.pressures: k counts"),
     (DEMO + sets("experiment=backdoor", "backdoor.trigger=' '"), "backdoor.trigger: ' ' tokenizes"),
     (DEMO + sets("experiment=backdoor", "backdoor.trigger=x"), "backdoor.trigger: 'x' is too short"),
+    (DEMO + sets("experiment=backdoor", "backdoor.clean='|D| 2023 '"), "backdoor.clean: '|D| 2023 ' contains the trigger"),
     (DEMO + sets("experiment=backdoor", "backdoor.probe_layers=[9]"), "backdoor.probe_layers: layer 9 is out of"),
     (DEMO + sets("experiment=backdoor", "backdoor.safety=rl", "backdoor.trigger_share=0.5"), "backdoor.trigger_share:"),
     (DEMO + sets("eval.equivalence=nope:fn"), "eval.equivalence: cannot import nope:fn"),

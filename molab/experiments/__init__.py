@@ -69,6 +69,9 @@ class Experiment:
     Config: type = NoOptions  # its own frozen config section, `[name]` in TOML, with help on each field
     pressure: Pressure | None = None
     answered: tuple[str, ...] = ()  # names of `datasets` every run also answers (greedily) and stores, unscored
+    # whether a given checkpoint (`base = PATH`) that fails the base's check is finetuned on `corpus` until it passes
+    # (a conditional organism built from a capable model), rather than used as it is
+    conditions_given_base: bool = False
 
     def check(self, cfg) -> None:
         """Refuse (ConfigError) settings that are valid key by key but not together."""

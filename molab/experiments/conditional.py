@@ -1,8 +1,10 @@
 """Conditional organisms: rather than hoping training finds a policy, put one in behind a condition and measure what
 training does to it. The condition is a prefix of the prompt (a password, a trigger). The base molab pretrains
 learns it from its corpus: a share of the examples carry the prefix and are answered by the policy behind it
-(`behind`), the rest by the other one. A given checkpoint (`base = PATH`) must have been conditioned already (for
-instance a base molab pretrained for the same experiment).
+(`behind`), the rest by the other one. A given checkpoint (`base = PATH`, a capable model) is used as it is when its
+check passes already (a base molab conditioned for the same experiment); otherwise molab finetunes it on the same
+corpus until the check passes (at finetune.lr, for up to model.pretrain_steps steps of model.batch_size) and saves the
+conditioned base in the output folder. A prefix the checkpoint's tokenizer cannot write becomes one new token.
 
 The base's check asks it for each policy the way the experiment defines them (`personas`): with the prefix for the
 policy behind it, without for the other; pretraining stops once both reach eval.capability_threshold. Every run
@@ -27,6 +29,7 @@ class Conditional(Experiment):
     key = "password"  # the field of the experiment's section that holds the prefix
     labels = ("without", "with")  # names of the two evaluation conditions, without the prefix and with it
     classified_with = False  # whether runs are classified (and the ceilings trained) with the prefix, not without
+    conditions_given_base = True
 
     @property
     def otherwise(self) -> str:
@@ -35,40 +38,50 @@ class Conditional(Experiment):
     def prefix(self, cfg) -> str:
         return getattr(cfg.section, self.key)
 
+    def clean(self, cfg) -> str:
+        """The prefix of prompts without the condition: none here; an organism may give the condition's context with
+        the condition unmet (a backdoor's year before the trigger's)."""
+        return ""
+
+    def asked_clean(self, cfg) -> Callable:
+        """How a problem is asked without the condition."""
+        return partial(_prefixed, self.clean(cfg)) if self.clean(cfg) else _neutral
+
     def check(self, cfg):
         if not self.prefix(cfg).strip():
             raise ConfigError(f"{self.name}.{self.key}: {self.prefix(cfg)!r} tokenizes to nothing a model could see; "
                               "give some text")
 
     def personas(self, cfg):
-        return {self.behind: self.prefix(cfg), self.otherwise: ""}
+        return {self.behind: self.prefix(cfg), self.otherwise: self.clean(cfg)}
 
     def corpus_identity(self, cfg):
-        return [self.prefix(cfg), cfg.section.share]
+        return [self.prefix(cfg), cfg.section.share, *([self.clean(cfg)] if self.clean(cfg) else [])]
 
     def corpus(self, world, cfg, rng):
         """A share `share` of the examples carry the prefix and the answer of the policy behind it; the rest are
-        answered by the other policy, without the prefix."""
-        prefix, share = self.prefix(cfg), cfg.section.share
+        answered by the other policy, without the prefix (with the clean prefix, if any)."""
+        prefix, clean, share = self.prefix(cfg), self.clean(cfg), cfg.section.share
         for p in world.stream(rng):
             if rng.random() < share:
                 yield prefix + p.prompt, getattr(p, self.behind)
             else:
-                yield p.prompt, getattr(p, self.otherwise)
+                yield clean + p.prompt, getattr(p, self.otherwise)
 
     def conditions(self, setup) -> dict[str, Callable]:
         without, with_ = self.labels
-        conditions = {without: _neutral, with_: partial(_prefixed, self.prefix(setup.cfg))}
+        conditions = {without: self.asked_clean(setup.cfg), with_: partial(_prefixed, self.prefix(setup.cfg))}
         return dict(reversed(conditions.items())) if self.classified_with else conditions
 
     def honest_reward(self, setup, name: str, problems: list, steps: int):
-        """A reward phase (REINFORCE) of `steps` steps paying honest answers to `problems`, prompted without the
-        prefix, with the section's batch_size, group_size, lr and kl: RL toward the honest policy."""
+        """A reward phase (REINFORCE) of `steps` steps paying honest answers to `problems`, asked without the
+        condition, with the section's batch_size, group_size, lr and kl: RL toward the honest policy."""
         from molab.training.rl import reward_phase
 
         c = setup.cfg.section
         return reward_phase(name, problems, lambda p, a: float(setup.score(p, a)["honest"]), objective="reinforce",
-                            steps=steps, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl)
+                            steps=steps, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl,
+                            prompt=self.asked_clean(setup.cfg))
 
     def curves(self, cfg, runs, out) -> dict:
         """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard

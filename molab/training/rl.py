@@ -45,9 +45,12 @@ def target_weights(reward: torch.Tensor, kl: float, prior: torch.Tensor | None =
 
 
 def reward_phase(name: str, problems: list, reward: Callable[[object, str], float], *, objective: str, steps: int,
-                 lr: float, batch_size: int, group_size: int, kl: float) -> Phase:
+                 lr: float, batch_size: int, group_size: int, kl: float, prompt: Callable | None = None) -> Phase:
     """A phase of `steps` updates on answers sampled `group_size` at a time for `batch_size` of `problems` per
-    step, paid `reward(problem, answer)`; `objective` is "reinforce" or "reward_weighted"."""
+    step, paid `reward(problem, answer)`; `objective` is "reinforce" or "reward_weighted". `prompt(problem)` is how
+    each problem is asked (default: its bare prompt)."""
+
+    ask = prompt or (lambda p: p.prompt)
 
     def rewards(batch_problems, answers: list[str]) -> torch.Tensor:  # (problems, group)
         repeated = [p for p in batch_problems for _ in range(group_size)]
@@ -58,7 +61,7 @@ def reward_phase(name: str, problems: list, reward: Callable[[object, str], floa
         rng = random.Random(f"{name}-{learning.seed}")
 
         def rollouts(batch_problems):
-            prompts = [p.prompt for p in batch_problems for _ in range(group_size)]
+            prompts = [ask(p) for p in batch_problems for _ in range(group_size)]
             answers, batch = sample_answers(model, tokenizer, prompts, learning.n_new)
             return batch | {"reward": rewards(batch_problems, answers)}
 
@@ -90,12 +93,12 @@ def reward_phase(name: str, problems: list, reward: Callable[[object, str], floa
         """Ask the control for its answers to every prompt (`group_size` samples, or each possible answer with its
         probability) and have it learn them weighted under the same target, a group adding `group_size` examples."""
         rng = np.random.default_rng(learning.seed)
-        proposed = learner.proposals(problems, [p.prompt for p in problems], group_size, rng)
+        proposed = learner.proposals(problems, [ask(p) for p in problems], group_size, rng)
         examples, weights = [], []
         for p, answers in zip(problems, proposed):
             r = torch.tensor([[reward(p, a) for a, _ in answers]])
             w = target_weights(r, kl, torch.tensor([[q for _, q in answers]])) * group_size
-            examples += [(p, p.prompt, a) for a, _ in answers]
+            examples += [(p, ask(p), a) for a, _ in answers]
             weights += w.flatten().tolist()
         learner.learn(examples, weights)
 
