@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 from molab.learners.lm import add_tag, build_model, encode, encodes, generate_answers, load, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
-from molab.training.objectives import sft
+from molab.training.objectives import sft, sft_every_position
 
 
 def capable_base(setup, path: Path, progress: bool = True) -> Path:
@@ -65,7 +65,10 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
         return min(curve[-1]["honest"], curve[-1]["sycophantic"]) >= threshold
 
     start = time.time()
-    losses = train(model, batches, sft, steps=m.pretrain_steps, lr=lr, weight_decay=weight_decay,
+    # a base molab pretrains has a character vocabulary, nothing to save by projecting only the answers, and compiled
+    # pretraining wants shapes that do not change from batch to batch; a given checkpoint's vocabulary is large
+    objective = sft if cfg.base else sft_every_position
+    losses = train(model, batches, objective, steps=m.pretrain_steps, lr=lr, weight_decay=weight_decay,
                    desc=f"{what} base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
                    compile=compile, stop=capable_yet, every=m.check_every)
     seconds = time.time() - start

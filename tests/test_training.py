@@ -58,6 +58,22 @@ def test_sequence_logprob_is_the_sft_loss_summed_over_answer_tokens():
     assert torch.allclose(total, -sft(model, batch) * n_answer_tokens, atol=1e-4)
 
 
+def test_sft_projects_only_the_answer_positions_and_is_the_models_own_loss():
+    from molab.training.objectives import sft_every_position
+
+    batch = encode(TOKENIZER, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])   # right-padded
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), TOKENIZER, 8)
+    projected = []
+    model.lm_head.register_forward_hook(lambda module, args, out: projected.append(args[0].shape[1]))
+    loss = sft(model, batch)
+    assert torch.allclose(loss, sft_every_position(model, batch), atol=1e-6)
+    first = int((batch["labels"] != -100).any(0).nonzero()[0])  # "1+2=" is 5 tokens with <bos>: the answer at 5
+    assert first == 5 and projected == [batch["labels"].shape[1] - first + 1, batch["labels"].shape[1]]
+    loss.backward()
+    assert model.lm_head.weight.grad.abs().sum() > 0
+
+
 def test_a_finetuning_batch_drops_only_the_columns_every_row_pads():
     """The trimmed batch is as wide as its longest row, and a causal LM's loss on it is the padded batch's."""
     import random

@@ -17,7 +17,7 @@ import torch
 from molab.analysis.policy import parting_index
 from molab.learners.lm import IGNORE, encode
 from molab.training.objectives import sequence_logprob, sft
-from molab.training.phase import Learning, Phase, epochs
+from molab.training.phase import Learning, Phase, epochs, trimmed
 
 MOST_LIKELY = 1 - 1e-4  # the largest p(a | x) the term counts
 
@@ -79,8 +79,8 @@ def diversity_phase(name: str, examples: list[tuple[str, str]], unlabelled: list
             # mean over earlier runs in expectation, at the cost of one sequence per prompt however long the chain
             rows = [rng.choices(rows_of[i], [weights[j] for j in rows_of[i]])[0] for i in picked]
             kept = [sum(weights[j] for j in rows_of[i]) for i in picked]
-            yield ({k: v[chosen] for k, v in labelled.items()}
-                   | {f"repel_{k}": v[rows] for k, v in repel.items()}
+            yield (trimmed({k: v[chosen] for k, v in labelled.items()})  # as a plain run's batches are
+                   | {f"repel_{k}": v for k, v in trimmed({k: v[rows] for k, v in repel.items()}).items()}
                    | {"repel_weight": torch.tensor(kept), "n_prompts": torch.tensor(max(1, len(picked))),
                       "alpha": torch.tensor(alpha)})
 

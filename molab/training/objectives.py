@@ -7,15 +7,35 @@ import torch
 from molab.learners.lm import IGNORE
 
 
+def answer_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict each labelled token, (batch, n, vocab) in float32, and those labels, (batch, n) (-100
+    where a row has none). Only the positions from the one before the first labelled column on are projected onto
+    the vocabulary (`logits_to_keep`): with answers at the end of short prompts, a real checkpoint's large vocabulary
+    projection is not paid for the prompts."""
+    labels = batch["labels"]
+    labelled = (labels != IGNORE).any(0).nonzero()
+    first = max(1, int(labelled[0])) if len(labelled) else 1
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=labels.shape[1] - first + 1).logits
+    return logits[:, :-1].float(), labels[:, first:]
+
+
 def sft(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy on the answer tokens (labels are -100 elsewhere); shift handled by the model."""
+    """Cross-entropy on the answer tokens (labels are -100 elsewhere), averaged over them: the model's own loss, with
+    logits only where answers are (`answer_logits`)."""
+    logits, labels = answer_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+
+def sft_every_position(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`sft` with logits at every position (the model's own loss): shapes that do not depend on where the answers
+    start, so compiled pretraining compiles once."""
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
 
 def sequence_logprob(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Log-probability of each sequence's labelled tokens (its answer), shape (batch,)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
+    logits, labels = answer_logits(model, batch)
     logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (logp * (labels != IGNORE)).sum(-1)
 

@@ -68,6 +68,8 @@ def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int
 def trimmed(batch: dict) -> dict:
     """A right-padded batch without the columns that are padding in every row. A causal LM computes the same loss
     on the rest: no token attends to a later one."""
+    if not len(batch["attention_mask"]):
+        return batch
     length = int(batch["attention_mask"].sum(1).max())
     return {k: v[:, :length] for k, v in batch.items()}
 
