@@ -53,6 +53,7 @@ def trainer_run(setup, base: Path, seed: int) -> list[str]:
 
     def collate(features):  # a Trainer user's padding collator: each batch as long as its longest row
         return trimmed({k: torch.stack([f[k] for f in features]) for k in features[0]})
+
     phase = setup.phases(spec)[0]
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=f.batch_size, max_steps=phase.steps,
@@ -60,7 +61,8 @@ def trainer_run(setup, base: Path, seed: int) -> list[str]:
                                  lr_scheduler_type="cosine", weight_decay=0.0, adam_beta2=0.98, max_grad_norm=1.0,
                                  seed=seed, report_to=[], save_strategy="no", logging_strategy="no",
                                  disable_tqdm=True, use_cpu=True, dataloader_num_workers=0)
-        Trainer(model=model, args=args, train_dataset=data, data_collator=collate).train()  # its default optimiser: fused AdamW
+        # the Trainer's default optimiser: fused AdamW
+        Trainer(model=model, args=args, train_dataset=data, data_collator=collate).train()
     model.eval()
     tokenizer.padding_side = "left"
     prompts, answers = [setup.runs_prompt(p) for p in setup.diagnostic], []

@@ -72,14 +72,14 @@ class Setup:
         conditions a given checkpoint.
         An experiment with a corpus of its own adds the corpus's name and its own config section."""
         cfg = self.cfg
-        given = [cfg.base, _files(cfg.base)] if cfg.base else []
         if cfg.base and not self.experiment.conditions_given_base:
-            return config_hash(*given)
+            return config_hash(cfg.base, _files(cfg.base))
+        conditioned = [cfg.base, _files(cfg.base), cfg.finetune.lr] if cfg.base else []  # the checkpoint, its lr
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.corpus_identity(cfg)]
         pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
         return config_hash(self.world_config, cfg.overseer, pretrained, cfg.eval.capability_threshold, self.world_file,
-                           __version__, *own, *given, *([cfg.finetune.lr] if given else []))
+                           __version__, *own, *conditioned)
 
     @property
     def world_config(self):

@@ -85,7 +85,11 @@ def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_
     import hashlib
 
     given = tiny[0] / "base"
-    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in given.iterdir() if f.is_file()}
+
+    def digests():
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in given.iterdir() if f.is_file()}
+
+    files = digests()
     common = [*SMALL, "experiment=password_lock", "sweep.pressures=[0, 4]", "seeds=1", "password_lock.n_demonstrations=8",
               "model.pretrain_steps=600", "model.check_every=100"]
     out = tmp_path / "locked"
@@ -95,7 +99,7 @@ def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_
     assert 0 < curve[-1]["step"] < 600 and min(curve[-1]["honest"], curve[-1]["sycophantic"]) >= 0.95
     check = results["bases"][0]["capability"]  # honest: with the password; sycophantic: without it
     assert check["honest"] >= 0.95 and check["sycophantic"] >= 0.95
-    assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in given.iterdir() if f.is_file()} == files
+    assert digests() == files  # the given checkpoint is never written
     again = tmp_path / "given_locked"
     results = run_experiment(load_config(overrides=[*common, f"base={out / 'base'}"]), again, progress=False)
     assert not (again / "base").exists() and results["bases"][0]["capability"] == check
@@ -127,23 +131,26 @@ def test_a_year_trigger_puts_the_clean_year_before_every_clean_prompt():
     conditions = backdoor.conditions(setup)
     p = setup.diagnostic[0]
     assert conditions["clean"](p) == "Year 2023. " + p.prompt and conditions["triggered"](p) == "Year 2024. " + p.prompt
+
+    class Recorder:  # a control that records the prompts a phase asks and teaches
+        samples = False
+
+        def __init__(self):
+            self.asked = []
+
+        def learn(self, examples, weights=None):
+            self.asked.extend(prompt for _, prompt, _ in examples)
+
+        def proposals(self, problems, prompts, group_size, rng):
+            self.asked.extend(prompts)
+            return [[(p.honest, 1.0)] for p in problems]
+
     for safety in ("sft", "rl"):
         setup = prepare(load_config(overrides=[*SMALL, *years, f"backdoor.safety={safety}"]))
-        asked = []
-
-        class Recorder:  # a control that records the prompts a phase asks and teaches
-            samples = False
-
-            def learn(self, examples, weights=None):
-                asked.extend(prompt for _, prompt, _ in examples)
-
-            def proposals(self, problems, prompts, group_size, rng):
-                asked.extend(prompts)
-                return [[(p.honest, 1.0)] for p in problems]
-
+        recorder = Recorder()
         for phase in setup.phases(RunSpec(0, pressure=16)):
-            phase.control(Recorder(), Learning(None, None, 0, 0, 0))
-        assert asked and all(x.startswith("Year 2023. ") for x in asked), safety
+            phase.control(recorder, Learning(None, None, 0, 0, 0))
+        assert recorder.asked and all(x.startswith("Year 2023. ") for x in recorder.asked), safety
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,8 @@ class Conditional(Experiment):
         return {self.behind: self.prefix(cfg), self.otherwise: self.clean(cfg)}
 
     def corpus_identity(self, cfg):
-        return [self.prefix(cfg), cfg.section.share, *([self.clean(cfg)] if self.clean(cfg) else [])]
+        clean = [self.clean(cfg)] if self.clean(cfg) else []  # none: the key of a base conditioned before there was one
+        return [self.prefix(cfg), cfg.section.share, *clean]
 
     def corpus(self, world, cfg, rng):
         """A share `share` of the examples carry the prefix and the answer of the policy behind it; the rest are
