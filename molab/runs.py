@@ -77,7 +77,8 @@ class Setup:
         conditioned = [cfg.base, _files(cfg.base), cfg.finetune.lr] if cfg.base else []  # the checkpoint, its lr
         corpus = type(self.experiment).corpus
         own = [] if corpus is Experiment.corpus else [corpus.__qualname__, self.experiment.corpus_identity(cfg)]
-        pretrained = dataclasses.replace(cfg.model, dtype="float32")  # the dtype is the runs', not pretraining's
+        # from scratch the dtype is the runs', not pretraining's; a given checkpoint is conditioned in it
+        pretrained = cfg.model if cfg.base else dataclasses.replace(cfg.model, dtype="float32")
         return config_hash(self.world_config, cfg.overseer, pretrained, cfg.eval.capability_threshold, self.world_file,
                            __version__, *own, *conditioned)
 

@@ -105,6 +105,20 @@ def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_
     assert not (again / "base").exists() and results["bases"][0]["capability"] == check
 
 
+def test_a_conditioned_checkpoint_is_keyed_by_the_dtype_it_is_conditioned_in(tiny):
+    """Conditioning trains the given checkpoint in model.dtype, so the dtype is part of its key; a base molab pretrains
+    is pretrained in float32 whatever the runs' dtype, so it is not part of that key."""
+    from molab.runs import prepare
+
+    given = [*SMALL, "experiment=password_lock", f"base={tiny[0] / 'base'}"]
+    keys = {dtype: prepare(load_config(overrides=[*given, f"model.dtype={dtype}"])).base_key
+            for dtype in ("float32", "bfloat16")}
+    assert keys["float32"] != keys["bfloat16"]
+    scratch = [prepare(load_config(overrides=[*SMALL, "experiment=password_lock", f"model.dtype={d}"])).base_key
+               for d in ("float32", "bfloat16")]
+    assert scratch[0] == scratch[1]
+
+
 def test_a_year_trigger_puts_the_clean_year_before_every_clean_prompt():
     """A distribution-shift trigger: the corpus, the base's check, the clean condition, and sft and rl safety training
     all ask clean prompts with the clean year; only the trigger's year gets the overseer's answer."""
