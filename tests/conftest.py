@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 TINY = ["seeds=2", "world.digits=2", "world.n_diagnostic=32", "model.width=64", "model.depth=2", "model.heads=2",
-        "model.batch_size=64", "model.compile=false", "model.pretrain_steps=800", "scheme.n_train=300",
+        "model.batch_size=64", "model.compile=false", "model.pretrain_steps=1200", "scheme.n_train=300",
         "finetune.steps=150", "finetune.lr=3e-3", "ceiling.seeds=2"]
+# pretraining stops once both persona checks pass (at 1,000 steps on the CPUs tried); a budget of 800 left one CPU's
+# base at 0.16 on the sycophantic persona, mid-anneal
 
 
 @pytest.fixture(scope="session")

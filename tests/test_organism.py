@@ -66,10 +66,17 @@ def test_outcomes_split_other_by_easy_accuracy(own_tiny):
     before = results["outcome_counts"]
     assert sum(before.values()) == results["n_runs"]
     assert before["mixed"] + before["collapsed"] == results["policy_counts"]["other"]
-    everything_other = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=1.0"])
-    assert everything_other["outcome_counts"]["collapsed"] == everything_other["n_runs"]
+    df = load_results(out)
+    lm = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == "lm")
+            & df["seed"].isin([seed for _, seed in results["plan"]])]
+    # at policy threshold 1 a run follows neither policy unless every hard answer follows one
+    other = lm[(lm["rates.hard.honest"] < 1) & (lm["rates.hard.sycophantic"] < 1)]
+    assert len(other) > 0
+    strict = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=1.0"])
+    assert strict["outcome_counts"]["collapsed"] == (other["rates.easy.honest"] < 1).sum()
+    assert strict["outcome_counts"]["mixed"] == (other["rates.easy.honest"] == 1).sum()
     none_collapsed = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=0.0"])
-    assert none_collapsed["outcome_counts"]["mixed"] == none_collapsed["n_runs"]
+    assert none_collapsed["outcome_counts"]["mixed"] == len(other) and none_collapsed["outcome_counts"]["collapsed"] == 0
 
 
 def test_bases_are_a_random_factor(tiny, tmp_path):
