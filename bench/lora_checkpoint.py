@@ -1,8 +1,10 @@
 """LoRA on a real-looking checkpoint. Builds a byte-level BPE Llama of about 10M parameters locally (the builder of
 tests/checkpoints.py, briefly pretrained: this measures cost, not capability), then measures
 
-1. the demo-size oversight experiment (16 runs, its 8 ceiling runs and the controls) with LoRA, `--workers 2`:
-   wall time and the peak resident memory of the largest process (measured first, so no other child counts);
+1. the demo-size oversight experiment (16 runs, its 8 ceiling runs and the controls) with LoRA, `--workers 2`
+   (with `--autocast`, in mixed precision): wall time and the peak resident memory of the largest process
+   (measured first, so no other child counts; a call that had to build the checkpoint first stops after this,
+   since a process started from it starts from its peak);
 2. a run's extra memory over the base, as a share of the base's weights: the tensors training adds (the trained
    weights, their gradients and AdamW's two moments), and the peak resident memory of a process that loads the
    base and trains one run (LoRA, or full finetuning) minus that of one that only answers the diagnostic set (at
@@ -10,7 +12,7 @@ tests/checkpoints.py, briefly pretrained: this measures cost, not capability), t
 
 Run it alone: timings suffer from any other CPU work.
 
-Usage: python bench/lora_checkpoint.py WORKDIR [--pretrain-steps 300]
+Usage: python bench/lora_checkpoint.py WORKDIR [--pretrain-steps 300] [--autocast]
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", type=Path, nargs="?")
     parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--autocast", action="store_true", help="the experiment's runs in mixed precision "
+                        "(finetune.autocast = bfloat16)")
     parser.add_argument("--one-run", nargs=2, metavar=("BASE", "HOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_run:
@@ -71,20 +75,26 @@ def main() -> None:
     from molab.learners.lm import load, n_params
 
     base = args.workdir / "base"
-    if not (base / "config.json").is_file():
+    built = not (base / "config.json").is_file()
+    if built:
         start = time.time()
         bpe_checkpoint(base, args.pretrain_steps, world=[], width=256, depth=10, vocab=1000)
         print(f"built the checkpoint in {time.time() - start:.0f} s")
     model, _ = load(base)
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     print(f"base: {n_params(model) / 1e6:.1f}M parameters, {weights:.1f} MiB of weights")
-    out = args.workdir / "oversight-lora"
+    out = args.workdir / ("oversight-lora" + "-bfloat16" * args.autocast)
     start = time.time()
+    mixed = ["--set", "finetune.autocast=bfloat16"] if args.autocast else []
     subprocess.run([sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", "2", "--set", f"base={base}",
-                    "--set", "finetune.method=lora"], check=True)
+                    "--set", "finetune.method=lora", *mixed], check=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"oversight, 16 LoRA runs + 8 ceiling runs + controls, --workers 2: {time.time() - start:.0f} s wall, "
+    print(f"oversight, 16 LoRA runs + 8 ceiling runs + controls, --workers 2{', bfloat16 autocast' * args.autocast}: "
+          f"{time.time() - start:.0f} s wall, "
           f"largest process peak {children:.0f} MiB")
+    if built:  # a process started from this one starts from this one's peak (Linux keeps it across exec)
+        print("memory: run this again, now that the checkpoint is built; building it raised this process's peak")
+        return
     eval_only, _ = peak_mib(base, "eval")
     for how in ("lora", "full"):
         peak, trainable = peak_mib(base, how)

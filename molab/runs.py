@@ -26,7 +26,7 @@ from molab.analysis.policy import equivalence
 from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_hash, to_dict
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.controls import CONTROLS
-from molab.learners.lm import (add_tag, device, generate_answers, load, load_tokenizer, model_config,
+from molab.learners.lm import (add_tag, autocast, device, generate_answers, load, load_tokenizer, model_config,
                                module_names, prompt_ids, skeleton, with_lora)
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import TrainingDiverged, train
@@ -179,16 +179,20 @@ def prepare(cfg: ExperimentConfig) -> Setup:
 
 def _check_learner(setup: Setup) -> None:
     """Refuse, before anything is written, what the runs' LM could not do: weights in a dtype this device cannot
-    train (or float16 under full finetuning), layers placed by a device_map without a local checkpoint or
-    accelerate, a chat template the base lacks, and LoRA adapters on modules the base lacks."""
+    train (or float16 under full finetuning), mixed precision it cannot run, layers placed by a device_map without
+    a local checkpoint or accelerate, a chat template the base lacks, and LoRA adapters on modules the base lacks."""
     cfg = setup.cfg
-    if cfg.model.dtype != "auto":
+    weights = torch.float32 if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    for key, value, mixed in (("model.dtype", cfg.model.dtype, None),
+                              ("finetune.autocast", cfg.finetune.autocast, cfg.finetune.autocast)):
+        if value in (None, "auto"):
+            continue
         try:
-            x = torch.ones(2, 2, dtype=getattr(torch, cfg.model.dtype), device=device(), requires_grad=True)
-            (x @ x).sum().backward()
+            with autocast(mixed):
+                x = torch.ones(2, 2, dtype=weights, device=device(), requires_grad=True)
+                (x @ x).sum().backward()
         except Exception as e:  # noqa: BLE001 (each backend says no in its own way)
-            raise ConfigError(f"model.dtype: {cfg.model.dtype} does not train on {device()} here ({str(e).strip()[:120]})"
-                              ) from None
+            raise ConfigError(f"{key}: {value} does not train on {device()} here ({str(e).strip()[:120]})") from None
     if cfg.model.dtype == "float16" and cfg.finetune.method == "full":
         raise ConfigError("model.dtype: float16 weights diverge under full finetuning (no loss scaling here); use "
                           "bfloat16, or finetune.method = lora (its adapters train in float32)")
@@ -374,8 +378,9 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None]) -> list[d
     setup, base, learner, specs, keep = task
     start = time.time()
     try:
-        results = (run_lm(setup, base, specs, keep) if learner == "lm" else
-                   run_control(setup, base, specs, keep, learner))
+        with autocast(setup.cfg.finetune.autocast):  # mixed precision, where asked for
+            results = (run_lm(setup, base, specs, keep) if learner == "lm" else
+                       run_control(setup, base, specs, keep, learner))
     except Exception as e:  # noqa: BLE001 (a run that raises is a failed run; the sweep goes on)
         last = (str(e).strip().splitlines() or [""])[-1]
         results = [{"error": f"{type(e).__name__}: {last}"}] * len(specs)

@@ -11,7 +11,7 @@ from checkpoints import WORLD, bpe_checkpoint
 
 from molab import run_experiment
 from molab.config import ConfigError, LoraOptions, load_config
-from molab.learners.lm import device, encode, frozen_copy, generate_answers, load, with_lora
+from molab.learners.lm import autocast, device, encode, frozen_copy, generate_answers, load, with_lora
 from molab.runs import prepare
 from molab.training.loop import train
 from molab.training.objectives import sft
@@ -121,6 +121,7 @@ def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_pa
      r"^finetune\.lora\.target_modules: 'q_proj' is not a module of the base \(gpt_neox\).*query_key_value"),
     (["finetune.lora.r=0"], r"^finetune\.lora\.r: 0 is below"),
     (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
+    (["finetune.autocast=float16"], r"^finetune\.autocast: 'float16' is not one of"),
     (["model.dtype=float16"], r"^model\.dtype: float16 weights diverge under full finetuning"),
     (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
     (["model.device_map=auto"], r"^model\.device_map: only for a local checkpoint \(base = PATH\)"),
@@ -138,6 +139,60 @@ def test_half_precision_trains_with_lora(checkpoint):
         losses = train(model, iter([batch] * 30), sft, steps=30, lr=1e-3, progress=False)
         assert losses[-1] < losses[0] and model.get_base_model().dtype == getattr(torch, dtype)
     prepare(load_config(overrides=["model.dtype=float16", "finetune.method=lora"]))  # not refused
+
+
+@pytest.mark.parametrize("method,lr", [("lora", 1e-2), ("full", 1e-3)])
+def test_mixed_precision_learns_as_float32_does(checkpoint, method, lr):
+    """bfloat16 matmuls under autocast, float32 weights: the same batches give nearly the same losses, and they fall."""
+    _, tokenizer = load(checkpoint)
+    batch = encode(tokenizer, [("<teacher>12+34=", "64"), ("<student>7+5=", "11")] * 8)
+    curves = {}
+    for mixed in (None, "bfloat16"):
+        torch.manual_seed(0)
+        model = load(checkpoint)[0]
+        model = with_lora(model, LoraOptions()) if method == "lora" else model
+        with autocast(mixed):
+            curves[mixed] = train(model, iter([batch] * 30), sft, steps=30, lr=lr, progress=False)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    exact, mixed = curves[None], curves["bfloat16"]
+    assert mixed[-1] < 0.8 * mixed[0]                                  # measured: 1.99 -> 1.01 (lora), 0.58 (full)
+    assert all(abs(a - b) < 0.05 * a for a, b in zip(exact, mixed)), (exact, mixed)  # measured: within 2%
+    # (with the weights' casts cached for the whole context, as torch.autocast does by default, the loss stayed 1.99)
+
+
+def test_a_run_with_mixed_precision_trains_and_answers_in_bfloat16(checkpoint, tmp_path, monkeypatch):
+    import molab.runs
+
+    seen = set()
+
+    def watched(*args, **kwargs):  # every linear layer of every run records the dtype it computed in
+        model, tokenizer = load(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+        return model, tokenizer
+
+    monkeypatch.setattr(molab.runs, "load", watched)
+    overrides = [*WORLD, *RUNS, f"base={checkpoint}", "finetune.method=lora"]
+    results = run_experiment(load_config(overrides=[*overrides, "finetune.autocast=bfloat16"]), tmp_path / "mixed",
+                             progress=False)
+    assert results["n_failed"] == 0 and seen == {torch.bfloat16}
+    seen.clear()
+    run_experiment(load_config(overrides=overrides), tmp_path / "plain", progress=False)
+    assert seen == {torch.float32}
+
+
+def test_mixed_precision_a_gpu_cannot_run_is_refused(monkeypatch):
+    import molab.learners.lm
+    import molab.runs
+
+    for module in (molab.runs, molab.learners.lm):  # a GPU without bfloat16 (before Ampere)
+        monkeypatch.setattr(module, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda.amp.common, "amp_definitely_not_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    with pytest.raises(ConfigError, match=r"^finetune\.autocast: bfloat16 does not train on cuda here \(Current CUDA "
+                                          r"Device does not support bfloat16"):
+        prepare(load_config(overrides=["model.dtype=auto", "finetune.autocast=bfloat16"]))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a device type this machine lacks")

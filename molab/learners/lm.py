@@ -46,6 +46,14 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def autocast(dtype: str | None):
+    """Mixed precision on the runs' device: matmuls in `dtype` (finetune.autocast) under torch.autocast, the weights
+    left in theirs; nothing when `dtype` is None. The weights' casts are not cached: a run trains inside one such
+    context, and a cached cast would keep a weight as it was before the first step."""
+    return torch.autocast(device().type, dtype=getattr(torch, dtype or "bfloat16"), enabled=dtype is not None,
+                          cache_enabled=False)
+
+
 def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False,
          device_map: str | None = None):
     """Model (on `device()`, or placed layer by layer by accelerate's `device_map`; its weights in `dtype`: a torch
