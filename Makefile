@@ -31,6 +31,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/pretrain_throughput.py
 	$(BIN)/python bench/busy_machine.py
 	$(BIN)/python bench/runs_per_hour.py
+	$(BIN)/python bench/stacked.py
 	$(BIN)/python bench/answer_logits.py
 	$(BIN)/python bench/autocast.py
 	$(BIN)/python bench/prior_odds_efficiency.py

@@ -1,14 +1,16 @@
-"""Pretraining speed on a busy machine: steps/s alone and beside one competing CPU-bound process, as a ratio.
+"""Training speed on a busy machine: steps/s alone and beside one competing CPU-bound process, as a ratio.
 
 The competitor is a Python busy loop in a session of its own, as another user's job or another terminal's
 would be (the kernel shares the CPU between sessions first, then between the threads of each). Each setting
 runs in a fresh process, since OpenMP reads its wait policy once, when torch loads:
 
-- molab's default: OpenMP threads wait passively (molab sets OMP_WAIT_POLICY=PASSIVE), all cores;
-- the same with one thread;
+- OpenMP threads that sleep at once when they wait (OMP_WAIT_POLICY=PASSIVE), all cores, and one thread;
+- threads that spin a bounded count, then sleep (GOMP_SPINCOUNT, read by the GNU OpenMP that torch's Linux wheels
+  ship), all cores; 1,000 spins is molab's default;
 - OpenMP's spinning wait (OMP_WAIT_POLICY=ACTIVE, close to torch's default), all cores, for contrast.
 
-    python bench/busy_machine.py [--seconds 20] [--set model.compile=false ...]
+    python bench/busy_machine.py [--seconds 20] [--set model.compile=false --set model.batch_size=32 ...]
+    (those two: a step the size of a run's finetuning step rather than pretraining's)
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ import subprocess
 import sys
 import time
 
-SETTINGS = {"molab default (passive wait, all cores)": ("PASSIVE", None),
-            "passive wait, 1 thread": ("PASSIVE", 1),
-            "spinning wait (OMP_WAIT_POLICY=ACTIVE), all cores": ("ACTIVE", None)}
+
+def spins(n: int) -> dict[str, str]:
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(n)}
+
+
+SETTINGS = {"passive wait, all cores": (spins(0), None),
+            "passive wait, 1 thread": (spins(0), 1),
+            **{f"passive after {n:,} spins, all cores{' (molab)' if n == 1000 else ''}": (spins(n), None)
+               for n in (300, 600, 1000)},
+            "spinning wait (OMP_WAIT_POLICY=ACTIVE), all cores": ({"OMP_WAIT_POLICY": "ACTIVE"}, None)}
 
 
 def measure(seconds: float, overrides: list[str]) -> dict:
@@ -86,11 +95,11 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; each window {args.seconds:g} s; competitor: one busy Python loop in its own "
           "session")
     print(f"{'setting':52} {'threads':>7} {'alone':>11} {'busy':>11} {'slowdown':>9}")
-    for name, (policy, threads) in SETTINGS.items():
+    for name, (env, threads) in SETTINGS.items():
         cmd = [sys.executable, __file__, "--child", str(threads or 0), "--seconds", str(args.seconds),
                *[a for o in args.overrides for a in ("--set", o)]]
-        out = subprocess.run(cmd, env=os.environ | {"OMP_WAIT_POLICY": policy}, capture_output=True, text=True,
-                             check=True).stdout
+        base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        out = subprocess.run(cmd, env=base | env, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{name:52} {r['threads']:>7} {r['alone']:>7.2f} st/s {r['busy']:>7.2f} st/s "
               f"{r['alone'] / r['busy']:>8.2f}x", flush=True)

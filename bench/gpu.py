@@ -3,16 +3,18 @@
 1. The tests of training, LoRA, the incentive objectives and the KL reference, run on the GPU.
 2. Finetune runs per GPU-minute of the demo (16 runs and 8 ceiling runs) on a given demo base, so that no
    pretraining is timed: one run at a time (`--workers 1`), several worker processes sharing the GPU
-   (`--workers N`), and several at once with bfloat16 weights.
+   (`--workers N`), and several at once with bfloat16 weights; and (part `stack`) the demo with `--stack-runs`
+   seeds, all trained together in one process (`--stack`).
 3. The demo-size oversight experiment with LoRA in bfloat16 on a Llama checkpoint of about 113M parameters built
    here (byte-level BPE tokenizer, briefly pretrained: this measures cost, not capability): runs per GPU-minute
    and the peak GPU memory.
 
 Runs per minute count the LM runs the store holds as done, over the whole command's wall time (start-up, the base's
-check and the controls included); a step cut short at its time limit counts the runs it finished. GPU memory is
+check and the controls included); a step cut short at its time limit counts the runs it finished. "In its task" is
+60 over a run's mean share of its task's time (`seconds` in the store): the runs' own throughput, without start-up. GPU memory is
 sampled with nvidia-smi every 0.25 s: all processes together, their CUDA contexts included.
 
-Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--limit-scale 1]
+Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 256] [--parts ...] [--limit-scale 1]
   (DEMO_BASE: the base/ folder of a `molab demo` output folder)
 """
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_checkpoints.py", "tests/test_sweeps.py::test_incentive_objectives_raise_the_reward",
-         "tests/test_training.py"]
+         "tests/test_training.py", "tests/test_stacked.py"]
 
 
 def timed(name: str, cmd: list[str], limit: float, workdir: Path) -> tuple[str, float, int | None]:
@@ -70,16 +72,17 @@ def runs_done(out: Path) -> tuple[int, float, float]:
     return n, mean or float("nan"), (n - 1) / span * 60 if span else float("nan")
 
 
-def experiment(name: str, workdir: Path, base: Path | None, workers: int, sets: list[str], limit: float) -> None:
+def experiment(name: str, workdir: Path, base: Path | None, workers: int, sets: list[str], limit: float,
+               stack: int = 1) -> None:
     out = workdir / name
     if base is not None:
         shutil.copytree(base, out / "base")
-    cmd = [sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "molab", "demo", "--out", str(out), "--workers", str(workers), "--stack", str(stack)]
     status, wall, peak = timed(name, cmd + [a for s in sets for a in ("--set", s)], limit, workdir)
     n, mean, steady = runs_done(out)
-    print(f"{name} (--workers {workers}{''.join(' ' + s for s in sets)}): {status}, {wall:.0f} s wall, {n} LM runs "
-          f"done = {n / wall * 60:.1f} runs per GPU-minute ({steady:.1f} between the first and the last to finish; "
-          f"each {mean:.1f} s in its worker); peak GPU memory {peak} MiB", flush=True)
+    print(f"{name} (--workers {workers} --stack {stack}{''.join(' ' + s for s in sets)}): {status}, {wall:.0f} s "
+          f"wall, {n} LM runs done = {n / wall * 60:.1f} runs per GPU-minute ({steady:.1f} between the first and the "
+          f"last to finish; {60 / mean:.1f} in its task, {mean:.2f} s a run); peak GPU memory {peak} MiB", flush=True)
 
 
 def build(path: str) -> None:
@@ -98,7 +101,9 @@ def main() -> None:
     parser.add_argument("workdir", type=Path, nargs="?")
     parser.add_argument("--build", metavar="PATH", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--parts", default="tests,demo,bf16,lora", help="which of tests, demo, bf16, lora to run")
+    parser.add_argument("--stack-runs", type=int, default=256, help="part stack: seeds of the demo, all stacked")
+    parser.add_argument("--parts", default="tests,demo,stack,bf16,lora",
+                        help="which of tests, demo, stack, bf16, lora to run")
     parser.add_argument("--limit-scale", type=float, default=1.0, help="every step's time limit times this")
     args = parser.parse_args()
     if args.build:
@@ -121,6 +126,9 @@ def main() -> None:
     if "demo" in parts:
         experiment("demo-w1", work, base, 1, [], 100 * scale)
         experiment(f"demo-w{args.workers}", work, base, args.workers, [], 100 * scale)
+    if "stack" in parts:
+        n = args.stack_runs
+        experiment(f"demo-stack{n}", work, base, 1, [f"seeds={n}"], 150 * scale, stack=n)
     if "bf16" in parts:
         experiment(f"demo-w{args.workers}-bf16", work, base, args.workers, ["model.dtype=bfloat16"], 80 * scale)
     if "lora" not in parts:

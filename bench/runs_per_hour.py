@@ -103,7 +103,7 @@ def main() -> None:
                 elif name == "Trainer":
                     answered = [trainer_run(setup, base, seed)]
                 else:  # two seeds of their own, so that no worker repeats a run another contender made
-                    tasks = [(setup, base, "lm", [RunSpec(1000 + 2 * seed + i)], None) for i in range(2)]
+                    tasks = [(setup, base, "lm", [RunSpec(1000 + 2 * seed + i)], None, False) for i in range(2)]
                     answered = [next(iter(r["answers"].values())) for rs in run_all(execute, tasks, executor)
                                 for r in rs]
                 took = (time.perf_counter() - start) / len(answered)

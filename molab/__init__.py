@@ -5,9 +5,12 @@ import os
 __version__ = "0.1.0"
 
 # OpenMP threads that spin while they wait for each other lose every time slice another process takes: beside one
-# busy process, training falls 20-fold rather than 2-fold. Passive waiting costs little alone (bench/busy_machine.py);
-# it counts only if set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# busy process, training fell 16- to 26-fold. Threads that sleep at once wake too late for a small model's short
+# kernels: alone, a finetuning step of the demo's model took twice as long. So they spin 1,000 times (GNU OpenMP's
+# count, which torch's Linux wheels use; microseconds), then sleep: alone about as fast as spinning, beside a busy
+# process 2.1-2.6x slower (bench/busy_machine.py). Only where the user set neither; only if set before torch loads.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ |= {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}
 
 
 def load_results(out, eval=None):

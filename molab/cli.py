@@ -38,7 +38,7 @@ def _run(config: str | None, args: argparse.Namespace) -> int:
     def work():
         if not args.out.strip():
             raise ConfigError("--out: empty; name the output folder")
-        executor = Executor(args.executor, args.workers, args.threads, args.address)
+        executor = Executor(args.executor, args.workers, args.threads, args.address, args.stack)
         return run_experiment(load_config(config, args.overrides), args.out, executor)
 
     return _finish(work, args.out)
@@ -67,6 +67,9 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
                         "process)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for pretraining and for each run "
                         "(default: torch's own with one worker, the cores shared among several, 1 per Ray task)")
+    parser.add_argument("--stack", type=int, default=1, help="LM runs trained together in one process, their weights "
+                        "stacked into one batched model (runs whose phases are all supervised finetuning; 1 = each "
+                        "alone): many small runs at once on a GPU")
     parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
                         "processes) or ray (a Ray cluster; molab starts a local one without --address)")
     parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "

@@ -136,6 +136,7 @@ CASES = [
     # the output folder and the command line
     (["demo", "--out", ""], "--out: empty"),
     (["demo", "--out", "{out}", "--workers", "0"], "--workers: 0"),
+    (["demo", "--out", "{out}", "--stack", "0"], "--stack: 0"),
     (["demo", "--out", "{out}", "--threads", "-1"], "--threads: -1"),
     (["demo", "--out", "{out}", "--executor", "spark"], "--executor: 'spark'; one of local, ray"),
     (["demo", "--out", "{out}", "--address", "127.0.0.1:6379"], "--address: only with --executor ray"),

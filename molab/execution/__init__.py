@@ -15,7 +15,7 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
 Every run uses `threads` torch threads (default: torch's own in this process, the machine's cores
 shared among several workers, 1 per Ray task), and the count is recorded with the run: float sums may
 differ with the thread count, so identical runs are expected only at equal thread counts. Importing
-molab sets OpenMP's wait policy to passive (see molab/__init__.py); worker processes and Ray tasks
+molab sets OpenMP's wait policy (a short spin, then sleep; see molab/__init__.py); worker processes and Ray tasks
 inherit it.
 """
 
@@ -49,6 +49,7 @@ class Executor:
     workers: int = 1  # local: processes (1 = this process); ray: ignored (Ray schedules by the tasks' CPUs)
     threads: int | None = None  # torch threads per run; None: the cores shared among the workers, 1 per Ray task
     address: str | None = None  # ray: an existing cluster ("HOST:PORT"); None starts a local instance
+    stack: int = 1  # LM runs trained together in one task, their weights stacked (molab.learners.stacked)
     pool: ProcessPoolExecutor | None = dataclasses.field(default=None, compare=False, repr=False)  # set by started()
 
     def __post_init__(self):
@@ -58,6 +59,8 @@ class Executor:
             raise ExecutorError(f"--workers: {self.workers}; at least 1 (1 runs everything in this process)")
         if self.threads is not None and self.threads < 1:
             raise ExecutorError(f"--threads: {self.threads}; at least 1")
+        if self.stack < 1:
+            raise ExecutorError(f"--stack: {self.stack}; at least 1 (1 trains every run alone)")
         if self.address is not None and self.kind != "ray":
             raise ExecutorError("--address: only with --executor ray")
 
@@ -83,7 +86,7 @@ class Executor:
         if ray.is_initialized():  # the caller's Ray session: use it, leave it running
             yield self
             return
-        env = {"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}}
+        env = {"env_vars": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}}
         try:
             ray.init(address=self.address or "local", include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False, runtime_env=env)

@@ -214,6 +214,19 @@ def add_tag(model, tokenizer, tag: str) -> None:
             hf_logging.set_verbosity(verbosity)
 
 
+def by_length(ids: list[list[int]]) -> dict[int, list[int]]:
+    """The indices of token sequences, grouped by their length (so that batches of them need no padding)."""
+    groups: dict[int, list[int]] = {}
+    for i, seq in enumerate(ids):
+        groups.setdefault(len(seq), []).append(i)
+    return groups
+
+
+def through_eos(row: list[int], eos: int) -> list[int]:
+    """A generated continuation cut after its first eos (kept)."""
+    return row[:row.index(eos) + 1] if eos in row else row
+
+
 @torch.no_grad()
 def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool,
               batch_size: int = 256) -> tuple[list[list[int]], list[list[int]]]:
@@ -225,19 +238,14 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
     ids = prompt_ids(tokenizer, prompts)
     how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     rows: list[list[int]] = [[] for _ in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, seq in enumerate(ids):
-        by_length.setdefault(len(seq), []).append(i)
-    for length, members in by_length.items():
+    for length, members in by_length(ids).items():
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
             batch = torch.tensor([ids[i] for i in chunk], device=model.device)  # (batch, length)
             out = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=max_new_tokens,
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **how)
             for i, row in zip(chunk, out[:, length:].tolist()):
-                if tokenizer.eos_token_id in row:
-                    row = row[:row.index(tokenizer.eos_token_id) + 1]
-                rows[i] = row
+                rows[i] = through_eos(row, tokenizer.eos_token_id)
     model.train(was_training)
     return ids, rows
 

@@ -49,8 +49,10 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
     eval mode. Compiled training runs with deterministic algorithms, so a seed fixes the run;
     where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
-    `stop(step)` is asked after every `every` steps, and training ends early when it says so. Returns the
-    loss of every step taken."""
+    `stop(step)` is asked after every `every` steps, and training ends early when it says so. Stacked runs
+    (`molab.learners.stacked`) train here as one model: their objective gives one loss per run, their sum is what
+    is minimised, and each run's gradients are clipped by their own norm (the model's `clip_grad_norm_`). Returns the
+    loss of every step taken (stacked runs: a list of the runs' losses per step)."""
     params = [p for p in model.parameters() if p.requires_grad]  # with LoRA adapters, only theirs
     device = params[0].device
     if compile and (why := compile_unavailable(device.type)):
@@ -64,27 +66,29 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
 
+    clip = getattr(model, "clip_grad_norm_", None) or functools.partial(torch.nn.utils.clip_grad_norm_, params)
+
     def update():
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        clip(1.0)
         opt.step()
 
     update = torch.compile(update) if compile else update
     model.train(dropout)
-    losses: list[float] = []
+    losses: list = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     with deterministic() if compile else contextlib.nullcontext():
         for step in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             loss = objective(forward, batch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
-            loss.backward()
+            losses.append(loss.tolist())
+            if not torch.isfinite(loss).all():
+                raise TrainingDiverged(f"loss became {losses[-1]} at step {step}")
+            loss.sum().backward()
             update()
             opt.zero_grad(set_to_none=True)
             schedule.step()
-            losses.append(loss.item())
             if step % 25 == 0:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.set_postfix(loss=f"{loss.mean():.3f}")
             if stop is not None and every and (step + 1) % every == 0 and step + 1 < steps and stop(step + 1):
                 break
     bar.close()

@@ -9,22 +9,25 @@ from molab.learners.lm import IGNORE
 
 def answer_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits that predict each labelled token, (batch, n, vocab) in float32, and those labels, (batch, n) (-100
-    where a row has none). Only the positions from the one before the first labelled column on are projected onto
-    the vocabulary (`logits_to_keep`): with answers at the end of short prompts, a real checkpoint's large vocabulary
-    projection is not paid for the prompts."""
+    where a row has none); with stacked runs (`molab.learners.stacked`), each with a leading run dimension. Only the
+    positions from the one before the first labelled column on are projected onto the vocabulary (`logits_to_keep`):
+    with answers at the end of short prompts, a real checkpoint's large vocabulary projection is not paid for the
+    prompts."""
     labels = batch["labels"]
-    labelled = (labels != IGNORE).any(0).nonzero()
+    labelled = (labels != IGNORE).flatten(0, -2).any(0).nonzero()
     first = max(1, int(labelled[0])) if len(labelled) else 1
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   logits_to_keep=labels.shape[1] - first + 1).logits
-    return logits[:, :-1].float(), labels[:, first:]
+                   logits_to_keep=labels.shape[-1] - first + 1).logits
+    return logits[..., :-1, :].float(), labels[..., first:]
 
 
 def sft(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy on the answer tokens (labels are -100 elsewhere), averaged over them: the model's own loss, with
-    logits only where answers are (`answer_logits`)."""
+    logits only where answers are (`answer_logits`). Stacked runs get one loss each, shape (R,)."""
     logits, labels = answer_logits(model, batch)
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=IGNORE,
+                                            reduction="none").view(labels.shape)
+    return nll.sum((-2, -1)) / (labels != IGNORE).sum((-2, -1))
 
 
 def sft_every_position(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,130 @@
+"""Runs trained many at a time in one process: their weights stacked into one batched model (torch.func).
+
+`Stacked(models)` holds R models of one architecture as one module. Every weight that trains, or that differs
+between the models (a tag's embedding drawn from each run's seed), is stacked along a new first dimension; the rest
+is shared, read from the first model. Its forward runs the first model's code once over all R sets of weights
+(`torch.func.vmap` of `functional_call`): inputs of shape (R, batch, length) give each run its own batch, inputs of
+shape (batch, length) give every run the same one. AdamW on the stacked tensors is each run's own AdamW (its update
+is elementwise), and `clip_grad_norm_` clips each run's gradients by their own norm, so R stacked runs train as R
+runs one at a time would, up to the order of float sums.
+
+It is built for a GPU, where a small model's step costs kernel launches rather than arithmetic. On a CPU the
+arithmetic is the cost, and stacking gains little: 1.16-1.19x on the demo's runs (bench/stacked.py).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch.func import functional_call, vmap
+
+
+class Unstackable(ValueError):
+    """Runs whose batches cannot be stacked (different numbers of rows, or padding that is not on the right)."""
+
+
+def stacked_batches(iterators: list, tokenizer):
+    """Every run's next batch at each step, padded on the right to the longest and stacked: input_ids,
+    attention_mask and labels of shape (R, batch, length)."""
+    from molab.learners.lm import IGNORE
+
+    pads = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "labels": IGNORE}
+    while True:
+        batches = [next(it) for it in iterators]
+        length = max(b["input_ids"].shape[1] for b in batches)
+        if len({len(b["input_ids"]) for b in batches}) > 1:
+            raise Unstackable("the runs' batches have different numbers of rows")
+        if any((b["attention_mask"][:, 1:] > b["attention_mask"][:, :-1]).any() for b in batches):
+            raise Unstackable("a batch is not padded on the right")
+        yield {k: torch.stack([torch.nn.functional.pad(b[k], (0, length - b[k].shape[1]), value=pad) for b in batches])
+               for k, pad in pads.items()}
+
+
+class Stacked(torch.nn.Module):
+    """R models of one architecture (the same parameter names and shapes) as one module; see the module's doc.
+
+    The batches it trains on must be right-padded (`molab.learners.lm.encode`'s): it reads the causal mask only, and
+    with padding on the right no real token attends to a pad either way."""
+
+    def __init__(self, models: list[torch.nn.Module]):
+        super().__init__()
+        first = models[0]
+        object.__setattr__(self, "skeleton", first)  # not a submodule: only the stacked weights are parameters
+        first.set_attn_implementation("eager")  # torch's fused attention kernels have no batching rule
+        self.names: list[str] = []
+        self.weights = torch.nn.ParameterList()
+        tensors = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
+        for name, tensor in tensors[0].items():
+            trains = isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
+            if trains or any(not torch.equal(tensor, t[name]) for t in tensors[1:]):
+                self.names.append(name)
+                self.weights.append(torch.nn.Parameter(torch.stack([t[name].detach() for t in tensors]),
+                                                       requires_grad=trains))
+
+    def __len__(self) -> int:
+        return len(self.weights[0])
+
+    def train(self, mode: bool = True):
+        self.skeleton.train(mode)  # dropout, where the models have it, follows the skeleton's mode
+        return super().train(mode)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 0):
+        """Each run's logits, (R, batch, kept positions, vocabulary), as `.logits`. `attention_mask` is not read (the
+        batches are right-padded)."""
+        def one(weights, ids):
+            return functional_call(self.skeleton, weights, (ids,),
+                                   {"use_cache": False, "logits_to_keep": logits_to_keep}).logits
+
+        shared = input_ids.dim() == 2
+        logits = vmap(one, in_dims=(0, None if shared else 0), randomness="different")(
+            dict(zip(self.names, self.weights)), input_ids)
+        return types.SimpleNamespace(logits=logits)
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Scale each run's gradients so that their norm (over all its weights) is at most `max_norm`, as
+        `torch.nn.utils.clip_grad_norm_` does for one model; each run's norm before, shape (R,)."""
+        grads = [w.grad for w in self.weights if w.grad is not None]
+        norms = torch.stack([g.flatten(1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+        return norms
+
+    @torch.no_grad()
+    def write_back(self, models: list[torch.nn.Module]) -> None:
+        """Copy each run's stacked weights into its own model (`models`, in the order they were stacked)."""
+        for r, model in enumerate(models):
+            tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+            for name, weight in zip(self.names, self.weights):
+                tensors[name].copy_(weight[r])
+
+
+@torch.no_grad()
+def stacked_answers(stacked: Stacked, tokenizer, prompts: list[str], max_new_tokens: int,
+                    rows: int = 8192) -> list[list[str]]:
+    """Each run's greedy answers to `prompts` (run by run), as `molab.learners.lm.generate_answers` gives one model's:
+    prompts grouped by token length (no padding), each answer cut after its first eos. Every step runs the whole
+    sequence again (no cache): molab's answers are a few tokens long. At most `rows` sequences (runs times prompts)
+    go through the model at once."""
+    from molab.learners.lm import _decode, by_length, prompt_ids, through_eos
+
+    was_training = stacked.training
+    stacked.eval()
+    ids = prompt_ids(tokenizer, prompts)
+    answers: list[list[str]] = [[""] * len(prompts) for _ in range(len(stacked))]
+    device = stacked.weights[0].device
+    chunk_size = max(1, rows // len(stacked))
+    for length, members in by_length(ids).items():
+        for start in range(0, len(members), chunk_size):
+            chunk = members[start:start + chunk_size]
+            seq = torch.tensor([ids[i] for i in chunk], device=device).expand(len(stacked), -1, -1)
+            for _ in range(max_new_tokens):
+                step = stacked(seq, logits_to_keep=1).logits[:, :, -1].argmax(-1)  # (R, chunk)
+                seq = torch.cat([seq, step.unsqueeze(-1)], -1)
+            for r, run in enumerate(seq[:, :, length:].tolist()):
+                for i, row in zip(chunk, run):
+                    answers[r][i] = _decode(tokenizer, through_eos(row, tokenizer.eos_token_id))
+    stacked.train(was_training)
+    return answers
