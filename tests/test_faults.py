@@ -2,7 +2,7 @@
 
 Each test runs `molab demo` as a separate process on a small config, kills it at a chosen point, runs the same
 command again, and compares the outcome with an uninterrupted run: no finished run lost, none duplicated, the
-same results.json.
+same results.json. And a machine busy with other work: the OpenMP thread wait molab sets.
 """
 
 import json
@@ -10,8 +10,11 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import SETS, finish, start, with_base
 from molab.cli import main
@@ -107,3 +110,16 @@ def test_a_report_refuses_while_a_run_holds_the_folder(tiny, capsys):
         assert main(["report", str(out)]) == 2
     assert "in use by another molab process" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, ("PASSIVE", "1000")),  # spin briefly, then sleep
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),  # the user's choice, not overridden by a spin count
+    ({"GOMP_SPINCOUNT": "5"}, (None, "5")),
+])
+def test_openmp_waits_as_the_user_set_it_or_spins_briefly(given, expected):
+    """molab's thread wait (molab/__init__.py), read by OpenMP when torch loads: set only where the user set none."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = "import os, molab; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(x) for x in expected]

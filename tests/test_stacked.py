@@ -148,3 +148,4 @@ def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, mo
     fallback, fallback_answers = runs(tmp_path / "fallback")
     assert {json.loads(c)["stacked"] for c in fallback["config"]} == {1}
     assert fallback_answers == alone_answers
+
