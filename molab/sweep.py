@@ -58,7 +58,7 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
         todo = [s for s in seed_specs if run_id(setups[i], learner, s) not in done]
         if todo:
             tasks.append((setups[i], paths[i], learner, todo, keep, False))
-    tasks = _stacked(tasks, executor.stack)
+    tasks = _stacked(tasks, executor.stack, executor.workers)
     total, n_todo = sum(map(len, wanted.values())), sum(len(t[3]) for t in tasks)
     what = "ceiling runs" if specs and specs[0].ceiling else "runs"
     with tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
@@ -73,9 +73,10 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
             bar.update(len(records))
 
 
-def _stacked(tasks: list[tuple], size: int) -> list[tuple]:
-    """With `size` > 1, each base's LM tasks merged and split again into as few tasks of at most `size` runs, of
-    sizes as equal as can be, each trained together (`run_stacked`); the controls' tasks as they are."""
+def _stacked(tasks: list[tuple], size: int, workers: int = 1) -> list[tuple]:
+    """With `size` > 1, each base's LM tasks merged and split again into tasks of at most `size` runs, of sizes as
+    equal as can be, each trained together (`run_stacked`): as few as there can be, but no fewer than `workers`
+    while there are runs for them; the controls' tasks as they are."""
     if size <= 1:
         return tasks
     by_base: dict[Path, tuple] = {}
@@ -84,7 +85,7 @@ def _stacked(tasks: list[tuple], size: int) -> list[tuple]:
             by_base.setdefault(path, (setup, []))[1].extend(specs)
     merged = [t for t in tasks if t[2] != "lm"]
     for path, (setup, specs) in by_base.items():
-        n = -(-len(specs) // size)
+        n = min(len(specs), max(-(-len(specs) // size), workers))
         merged += [(setup, path, "lm", specs[j * len(specs) // n:(j + 1) * len(specs) // n], tasks[0][4], True)
                    for j in range(n)]
     return merged

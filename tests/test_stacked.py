@@ -149,3 +149,21 @@ def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, mo
     assert {json.loads(c)["stacked"] for c in fallback["config"]} == {1}
     assert fallback_answers == alone_answers
 
+
+
+def test_a_sweep_splits_each_bases_runs_into_equal_stacks_that_keep_every_worker_busy():
+    from molab.experiments import RunSpec
+    from molab.sweep import _stacked
+
+    def tasks(base, learner, n):
+        return [("setup", base, learner, [RunSpec(seed)], None, False) for seed in range(n)]
+
+    given = tasks("a", "lm", 18) + tasks("a", "bigram", 2) + tasks("b", "lm", 3)
+    assert _stacked(given, 1, 2) == given
+    sizes = sorted((t[1], len(t[3])) for t in _stacked(given, 8, 1) if t[2] == "lm")
+    assert sizes == [("a", 6), ("a", 6), ("a", 6), ("b", 3)]
+    assert sorted(len(t[3]) for t in _stacked(given, 8, 4) if t[1] == "b") == [1, 1, 1]  # no more stacks than runs
+    split = _stacked(tasks("a", "lm", 8), 8, 2)
+    assert [len(t[3]) for t in split] == [4, 4] and all(t[5] for t in split)
+    assert [s.seed for t in split for s in t[3]] == list(range(8))
+    assert [t[2] for t in _stacked(given, 8, 1)].count("bigram") == 2
