@@ -365,43 +365,43 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     """`run_lm`'s results, with runs trained together: those whose phases are `stackable` and follow one schedule
     (steps, learning rate, warm-up, dropout) train as one stacked model; the rest one at a time (and so does every
     run of a model placed by `model.device_map`), as do all of a group whose loss stops being finite (so that only
-    the diverging run fails). Shared phases train
-    once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
+    the diverging run fails). Shared phases train once per run, not once per seed. Each result says how many runs
+    trained together (`stacked`)."""
+    phases = {spec: setup.phases(spec) for spec in specs}
     groups: dict[tuple | None, list[RunSpec]] = {}
     for spec in specs:
-        phases = setup.phases(spec)
-        alone = not stackable(phases) or setup.cfg.model.device_map  # a model placed over devices is copied once
-        key = None if alone else tuple((p.steps, p.lr, p.warmup, p.dropout) for p in phases)
+        alone = not stackable(phases[spec]) or setup.cfg.model.device_map  # a model placed over devices: copied once
+        key = None if alone else tuple((p.steps, p.lr, p.warmup, p.dropout) for p in phases[spec])
         groups.setdefault(key, []).append(spec)
     results = {}
     for key, group in groups.items():
         got = None
         if key is not None and len(group) > 1:
             try:
-                got = [r | {"stacked": len(group)} for r in _train_stacked(setup, base, group, keep)]
+                got = [r | {"stacked": len(group)} for r in _train_stacked(setup, base, group, phases, keep)]
             except (TrainingDiverged, Unstackable):
-                got = None
+                pass  # one at a time, below
         results |= zip(group, got or run_lm(setup, base, group, keep))
     return [results[spec] for spec in specs]
 
 
-def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
-    """Train `specs` (stackable, one schedule) as one `Stacked` model, the i-th phase of every run at once (torch
-    seeded with the first run's seed at each), then each run's result from its own weights. On a GPU the stacked
-    model answers for every run at once; on a CPU each run answers alone, with generate's cache: stacked answers
-    read the prompt again at every token, and on a CPU, where arithmetic is the cost, that took 0.7 s a run against
-    0.13 s (the demo, 8 runs)."""
+def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
+    """Train `specs` (stackable, one schedule; `phases`: each one's) as one `Stacked` model, the i-th phase of every
+    run at once (torch seeded with the first run's seed at each), then each run's result from its own weights. On a
+    GPU the stacked model answers for every run at once; on a CPU each run answers alone, with generate's cache:
+    stacked answers read the prompt again at every token, and on a CPU, where arithmetic is the cost, that took
+    0.7 s a run against 0.13 s (the demo, 8 runs)."""
     loaded = _loaded(setup, base)
     learnings = [_start(setup, base, spec.seed, loaded) for spec in specs]
     stacked = Stacked([learning.model for learning in learnings])
     metrics: list[dict] = [{} for _ in specs]
-    for phases in zip(*(setup.phases(spec) for spec in specs)):
+    for step_phases in zip(*(phases[spec] for spec in specs)):
         torch.manual_seed(specs[0].seed)
-        first = phases[0]
-        batches = stacked_batches([p.batches(lr) for p, lr in zip(phases, learnings)], learnings[0].tokenizer)
+        first = step_phases[0]
+        batches = stacked_batches([p.batches(lr) for p, lr in zip(step_phases, learnings)], learnings[0].tokenizer)
         losses = train(stacked, batches, first.objective, steps=first.steps, lr=first.lr, warmup=first.warmup,
                        desc=f"{first.name} {len(specs)} stacked runs", progress=False, dropout=first.dropout)
-        for r, (phase, m) in enumerate(zip(phases, metrics)):
+        for r, (phase, m) in enumerate(zip(step_phases, metrics)):
             m |= _loss_metrics(phase.name, [step[r] for step in losses])
     stacked.write_back([learning.model for learning in learnings])
     answers: dict[tuple, list[list[str]]] = {}  # prompts -> every run's answers

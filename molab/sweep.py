@@ -82,11 +82,11 @@ def _stacked(tasks: list[tuple], size: int, workers: int = 1) -> list[tuple]:
     by_base: dict[Path, tuple] = {}
     for setup, path, learner, specs, keep, _ in tasks:
         if learner == "lm":
-            by_base.setdefault(path, (setup, []))[1].extend(specs)
+            by_base.setdefault(path, (setup, keep, []))[2].extend(specs)
     merged = [t for t in tasks if t[2] != "lm"]
-    for path, (setup, specs) in by_base.items():
+    for path, (setup, keep, specs) in by_base.items():
         n = min(len(specs), max(-(-len(specs) // size), workers))
-        merged += [(setup, path, "lm", specs[j * len(specs) // n:(j + 1) * len(specs) // n], tasks[0][4], True)
+        merged += [(setup, path, "lm", specs[j * len(specs) // n:(j + 1) * len(specs) // n], keep, True)
                    for j in range(n)]
     return merged
 
