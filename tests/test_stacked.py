@@ -36,8 +36,8 @@ def batches(seed: int):
 
 def test_stacked_runs_learn_as_the_same_runs_alone_do():
     """Three runs from different weights on different batch orders, their gradients clipped (their norms start at
-    about 2): each stacked run's losses follow its own run alone, step by step, and fall. (At ten times the
-    learning rate, a run's loss spikes midway and float-sum differences of 1e-5 grow to a few percent.)"""
+    about 2): each stacked run's losses follow its own run alone, step by step, and fall. (At a learning rate of
+    1e-2, a run's loss spikes midway and float-sum differences of 1e-5 grow to a few percent.)"""
     alone = [train(fresh(s), batches(s), sft, steps=60, lr=3e-3, progress=False) for s in range(3)]
     models = [fresh(s) for s in range(3)]
     stacked = Stacked(models)
