@@ -268,19 +268,29 @@ def _loaded(setup: Setup, base: Path) -> tuple:
     return load(base, dropout=f.dropout, dtype=m.dtype, chat=m.chat_template, device_map=m.device_map)
 
 
-def _start(setup: Setup, base: Path, seed: int, loaded: tuple | None = None) -> Learning:
-    """The base, loaded for one run (or a copy of `loaded`, `_loaded`'s answer; torch seeded first: dropout, a new
-    tag's fresh embedding), with the experiment's tags added; the padded length and the answer budget."""
+def _start(setup: Setup, base: Path, seed: int, loaded: tuple | None = None,
+           lengths: tuple[int, int] | None = None) -> Learning:
+    """The base, loaded for one run (or a copy of `loaded`'s model, sharing its tokenizer: `_loaded`'s answer;
+    torch seeded first: dropout, a new tag's fresh embedding), with the experiment's tags added; the padded length
+    and the answer budget, measured by tokenizing every problem, or `lengths`: another run's from the same base
+    (`_lengths`)."""
     torch.manual_seed(seed)
-    model, tokenizer = copy.deepcopy(loaded) if loaded else _loaded(setup, base)
+    model, tokenizer = (copy.deepcopy(loaded[0]), loaded[1]) if loaded else _loaded(setup, base)
     tags = setup.experiment.tags(setup.cfg)
     for tag in tags:
         add_tag(model, tokenizer, tag)
     if setup.cfg.finetune.method == "lora":
         model = with_lora(model, setup.cfg.finetune.lora)
+    if lengths is not None:
+        return Learning(model, tokenizer, *lengths, seed)
     max_len = setup.max_len(tokenizer, setup.problems()) + sum(len(tokenizer(t, add_special_tokens=False).input_ids)
                                                                for t in tags)
     return Learning(model, tokenizer, max_len, setup.answer_len(tokenizer), seed)
+
+
+def _lengths(learning: Learning) -> tuple[int, int]:
+    """A run's padded length and answer budget, as `_start` takes them for another run of its base."""
+    return learning.max_len, learning.n_new
 
 
 def _loss_metrics(name: str, losses: list[float]) -> dict[str, float]:
@@ -334,19 +344,23 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
     """LM runs one at a time: their answers and losses, or why they failed. A seed's leading phases marked `shared`
     are trained once and copied for each of its pressures."""
     results, shared = [], {}  # seed -> (learning, metrics) after its shared phases, or why they failed
+    lengths = None  # the first run's, for every run
     for spec in specs:
         phases = setup.phases(spec)
         n_shared = next((i for i, p in enumerate(phases) if not p.shared), len(phases))
         try:
             if n_shared and spec.seed not in shared:
                 try:
-                    first, first_metrics = shared[spec.seed] = (_start(setup, base, spec.seed), {})
+                    first, first_metrics = shared[spec.seed] = (_start(setup, base, spec.seed, lengths=lengths), {})
+                    lengths = _lengths(first)
                     _train_phases(first, phases[:n_shared], first_metrics)
                 except TrainingDiverged as e:
                     shared[spec.seed] = str(e)
             if isinstance(shared.get(spec.seed), str):
                 raise TrainingDiverged(shared[spec.seed])
-            learning, metrics = copy.deepcopy(shared[spec.seed]) if n_shared else (_start(setup, base, spec.seed), {})
+            learning, metrics = (copy.deepcopy(shared[spec.seed]) if n_shared
+                                 else (_start(setup, base, spec.seed, lengths=lengths), {}))
+            lengths = _lengths(learning)
             _train_phases(learning, phases[n_shared:], metrics)
         except TrainingDiverged as e:
             results.append({"error": str(e)})
@@ -392,7 +406,8 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
     stacked answers read the prompt again at every token, and on a CPU, where arithmetic is the cost, that took
     0.7 s a run against 0.13 s (the demo, 8 runs)."""
     loaded = _loaded(setup, base)
-    learnings = [_start(setup, base, spec.seed, loaded) for spec in specs]
+    first = _start(setup, base, specs[0].seed, loaded)
+    learnings = [first] + [_start(setup, base, spec.seed, loaded, _lengths(first)) for spec in specs[1:]]
     stacked = Stacked([learning.model for learning in learnings])
     metrics: list[dict] = [{} for _ in specs]
     for step_phases in zip(*(phases[spec] for spec in specs)):
@@ -403,7 +418,7 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
                        desc=f"{first.name} {len(specs)} stacked runs", progress=False, dropout=first.dropout)
         for r, (phase, m) in enumerate(zip(step_phases, metrics)):
             m |= _loss_metrics(phase.name, [step[r] for step in losses])
-    stacked.write_back([learning.model for learning in learnings])
+        stacked.write_back([learning.model for learning in learnings])  # a later phase's batches may read them
     answers: dict[tuple, list[list[str]]] = {}  # prompts -> every run's answers
 
     def answer_as(r: int):

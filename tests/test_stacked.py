@@ -1,7 +1,9 @@
 """Runs trained many at a time in one process (`--stack`): stacked runs learn, clip and answer as the same runs
 trained one at a time do, and a sweep with them gives the runs alone give."""
 
+import itertools
 import json
+import random
 
 import pytest
 import torch
@@ -48,7 +50,7 @@ def test_stacked_runs_learn_as_the_same_runs_alone_do():
         assert mine[-1] < 0.7 * mine[0]
         assert max(abs(a - b) / a for a, b in zip(losses, mine)) < 1e-4, r
     stacked.write_back(models)  # each model now holds its own run's weights
-    x = encode(TOKENIZER, SUMS[:8], 8)["input_ids"]
+    x = encode(TOKENIZER, SUMS[:8], 8)["input_ids"].to(models[1].device)
     with torch.no_grad():
         assert torch.allclose(models[1](x).logits, stacked(x).logits[1], atol=1e-4)
         assert not torch.allclose(models[0](x).logits, models[1](x).logits, atol=1e-2)
@@ -58,7 +60,8 @@ def test_each_stacked_run_is_clipped_by_its_own_norm():
     stacked = Stacked([fresh(0), fresh(1)])
     torch.manual_seed(2)
     for w, scale in zip(stacked.weights, torch.linspace(0.01, 1.0, len(stacked.weights))):
-        w.grad = torch.randn_like(w) * scale * torch.tensor([0.001, 10.0]).view(2, *[1] * (w.dim() - 1))
+        runs = torch.tensor([0.001, 10.0], device=w.device).view(2, *[1] * (w.dim() - 1))
+        w.grad = torch.randn_like(w) * scale * runs
     alone = [[w.grad[r].clone() for w in stacked.weights] for r in range(2)]
     norms = []
     for grads in alone:
@@ -68,7 +71,7 @@ def test_each_stacked_run_is_clipped_by_its_own_norm():
         norms.append(float(torch.nn.utils.clip_grad_norm_(params, 1.0)))
     assert norms[0] < 1 < norms[1]  # one run is clipped, the other is not
     got = stacked.clip_grad_norm_(1.0)
-    assert torch.allclose(got, torch.tensor(norms), rtol=1e-5)
+    assert torch.allclose(got.cpu(), torch.tensor(norms), rtol=1e-5)
     for r in range(2):
         for w, g in zip(stacked.weights, alone[r]):
             assert torch.allclose(w.grad[r], g, rtol=1e-5, atol=1e-9)
@@ -96,6 +99,30 @@ def test_batches_that_cannot_be_stacked_are_refused():
     assert got["input_ids"].shape == (2, 4, 8) and (got["labels"][1, :, 6:] == IGNORE).all()
 
 
+def test_supervised_batches_are_picked_for_every_run_at_once_as_run_by_run():
+    """`Rows` (a supervised phase's batches) of three runs, two sharing their examples, are picked from the joined
+    tables in one index a step; the batches equal each run's own, padded and stacked run by run."""
+    from molab.training.phase import Rows, epochs
+
+    examples = [SUMS[:10], SUMS[::-1]]  # sums of one digit; all sums
+    tables = [encode(TOKENIZER, e, 8) for e in examples]
+
+    def runs():
+        return [Rows(tables[t], epochs(range(len(examples[t])), random.Random(seed), 2))
+                for seed, t in ((0, 0), (1, 0), (2, 1))]
+
+    at_once = stacked_batches(runs(), TOKENIZER)
+    run_by_run = stacked_batches([iter(list(itertools.islice(run, 30))) for run in runs()], TOKENIZER)
+    widths = set()
+    for _ in range(30):
+        a, b = next(at_once), next(run_by_run)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        widths.add(a["input_ids"].shape[-1])
+    assert len(widths) > 1  # batches were cut to their longest row
+    with pytest.raises(Unstackable, match="lengths"):
+        next(stacked_batches([Rows(tables[0], iter([[0]])), Rows(encode(TOKENIZER, SUMS, 9), iter([[0]]))], TOKENIZER))
+
+
 def test_only_supervised_phases_stack():
     from molab.runs import stackable
     from molab.training.objectives import reinforce
@@ -112,6 +139,41 @@ def runs(out):
     df = load_results(out).set_index("run_id").sort_index()
     answers = load_answers(out).sort_values(["run_id", "condition", "prompt"])
     return df, answers["answer"].tolist()
+
+
+def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny, monkeypatch):
+    """A phase's batches may read the model when the phase starts (the backdoor's red team does): stacked, each
+    run's own model then holds the weights its earlier phase trained, as it does alone."""
+    import dataclasses
+
+    from molab import runs as molab_runs
+    from molab.config import load_config
+    from molab.experiments import RunSpec
+
+    setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"]))
+    seen: dict[str, dict[int, torch.Tensor]] = {"alone": {}, "stacked": {}}
+    how = "alone"
+    experiment_phases = type(setup.experiment).phases
+
+    def phases(experiment, setup, spec):
+        first = experiment_phases(experiment, setup, spec)[0]
+
+        def batches(learning):
+            seen[how][learning.seed] = torch.cat([w.detach().flatten().cpu() for w in learning.model.parameters()])
+            return first.batches(learning)
+
+        return [first, dataclasses.replace(first, name="again", batches=batches, steps=2)]
+
+    monkeypatch.setattr(type(setup.experiment), "phases", phases)
+    specs, base = [RunSpec(0), RunSpec(1)], tiny[0] / "base"
+    molab_runs.run_lm(setup, base, specs, None)
+    how = "stacked"
+    assert all(r.get("stacked") == 2 for r in molab_runs.run_stacked(setup, base, specs, None))
+    first = molab_runs._start(setup, base, 0)  # the run before any phase
+    untrained = torch.cat([w.detach().flatten().cpu() for w in first.model.parameters()])
+    assert not torch.allclose(seen["alone"][0], untrained, atol=1e-3)
+    for seed in (0, 1):
+        assert torch.allclose(seen["stacked"][seed], seen["alone"][seed], atol=1e-4), seed
 
 
 def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, monkeypatch):

@@ -141,6 +141,9 @@ def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
     assert tokenizer.convert_ids_to_tokens(tokenizer("<deployment>12+3=").input_ids)[:3] == ["<bos>", "<deployment>", "1"]
     add_tag(model, tokenizer, "<deployment>")   # already there: nothing changes
     assert model.get_input_embeddings().num_embeddings == rows + 1
+    other, _ = load(tiny[0] / "base")  # a second run's model, sharing the tokenizer (stacked runs do)
+    add_tag(other, tokenizer, "<deployment>")
+    assert other.get_input_embeddings().num_embeddings == rows + 1 and len(tokenizer) == rows + 1
 
 
 def test_other_experiments_sections_do_not_change_the_experiment_id():

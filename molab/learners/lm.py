@@ -201,10 +201,10 @@ def encodes(tokenizer, text: str) -> bool:
 def add_tag(model, tokenizer, tag: str) -> None:
     """Make `tag` usable in prompts: left as text (of any number of tokens) when the tokenizer already writes it,
     else added as one special token with a freshly drawn embedding (a base molab pretrains has a character
-    vocabulary, which spells no tag)."""
-    if tag in tokenizer.get_vocab() or encodes(tokenizer, tag):
-        return
-    tokenizer.add_tokens([tag], special_tokens=True)
+    vocabulary, which spells no tag). A model whose tokenizer (shared with another model) already has the new token
+    gets its row."""
+    if tag not in tokenizer.get_vocab() and not encodes(tokenizer, tag):
+        tokenizer.add_tokens([tag], special_tokens=True)
     if model is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # not a notice per run that the new row is drawn from the old rows' moments

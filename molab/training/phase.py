@@ -8,6 +8,7 @@ meets the same phase (`control`), so the LM and the controls see the same data a
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -59,6 +60,35 @@ def epochs(examples: list, rng: random.Random, batch_size: int):
             yield order[i:i + batch_size]
 
 
+class Rows:
+    """A supervised phase's batches: rows of encoded examples (`table`, `encode`'s) picked by `order`, one list of
+    row indices a batch, each batch cut to its longest row (`trimmed`). Stacked runs pick every run's batch from
+    their tables at once (`molab.learners.stacked.stacked_batches`)."""
+
+    def __init__(self, table: dict, order: Iterator[list[int]]):
+        self.table, self.order = table, order
+
+    def __iter__(self) -> Rows:
+        return self
+
+    def __next__(self) -> dict:
+        chosen = next(self.order)
+        return trimmed({k: v[chosen] for k, v in self.table.items()})
+
+
+_ENCODED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {(pairs, length): rows}
+
+
+def _encoded(tokenizer, pairs: tuple, length: int) -> dict:
+    """`encode`'s rows (read, never written), once per tokenizer object, examples and length, kept while the
+    tokenizer lives: stacked runs share one tokenizer and, where their examples are the same, these rows. The
+    tokenizer must not change after it."""
+    tables = _ENCODED.setdefault(tokenizer, {})
+    if (pairs, length) not in tables:
+        tables[pairs, length] = encode(tokenizer, list(pairs), length)
+    return tables[pairs, length]
+
+
 def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int]]:
     """Each (prompt, answer) pair as the token ids an LM trains on (special tokens and eos included)."""
     ids = encode(tokenizer, examples)
@@ -66,24 +96,23 @@ def token_sequences(tokenizer, examples: list[tuple[str, str]]) -> list[list[int
 
 
 def trimmed(batch: dict) -> dict:
-    """A right-padded batch without the columns that are padding in every row. A causal LM computes the same loss
-    on the rest: no token attends to a later one."""
+    """A right-padded batch (or a stack of them) without the columns that are padding in every row. A causal LM
+    computes the same loss on the rest: no token attends to a later one."""
     if not len(batch["attention_mask"]):
         return batch
-    length = int(batch["attention_mask"].sum(1).max())
-    return {k: v[:, :length] for k, v in batch.items()}
+    length = int(batch["attention_mask"].sum(-1).max())
+    return {k: v[..., :length] for k, v in batch.items()}
 
 
 def sft_phase(name: str, examples: list[tuple], *, steps: int, lr: float, batch_size: int,
               shared: bool = False) -> Phase:
     """Supervised finetuning on (problem, prompt, answer) examples in a seeded order; a control learns the same
     examples (order cannot matter to it)."""
-    pairs = [(prompt, answer) for _, prompt, answer in examples]
+    pairs = tuple((prompt, answer) for _, prompt, answer in examples)
 
-    def batches(learning: Learning):  # every example encoded once; each batch picks its rows, cut to its longest
-        rows = encode(learning.tokenizer, pairs, learning.max_len)
-        for chosen in epochs(range(len(pairs)), random.Random(learning.seed), batch_size):
-            yield trimmed({k: v[chosen] for k, v in rows.items()})
+    def batches(learning: Learning) -> Rows:  # every example encoded once; each batch picks its rows
+        return Rows(_encoded(learning.tokenizer, pairs, learning.max_len),
+                    epochs(range(len(pairs)), random.Random(learning.seed), batch_size))
 
     def control(learner, learning: Learning) -> None:
         learner.learn(examples)
