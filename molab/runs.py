@@ -270,16 +270,18 @@ def _loaded(setup: Setup, base: Path) -> tuple:
 
 def _start(setup: Setup, base: Path, seed: int, loaded: tuple | None = None,
            lengths: tuple[int, int] | None = None) -> Learning:
-    """The base, loaded for one run (or a copy of `loaded`'s model, sharing its tokenizer: `_loaded`'s answer;
-    torch seeded first: dropout, a new tag's fresh embedding), with the experiment's tags added; the padded length
-    and the answer budget, measured by tokenizing every problem, or `lengths`: another run's from the same base
-    (`_lengths`)."""
+    """The base, loaded for one run (or a copy of `loaded`'s model, sharing its tokenizer and, under LoRA, its frozen
+    weights: `_loaded`'s answer; torch seeded first: dropout, a new tag's fresh embedding), with the experiment's tags
+    added; the padded length and the answer budget, measured by tokenizing every problem, or `lengths`: another run's
+    from the same base (`_lengths`)."""
     torch.manual_seed(seed)
-    model, tokenizer = (copy.deepcopy(loaded[0]), loaded[1]) if loaded else _loaded(setup, base)
+    lora = setup.cfg.finetune.method == "lora"
+    model, tokenizer = ((copy.deepcopy(loaded[0], {id(w): w for w in loaded[0].parameters()} if lora else None),
+                         loaded[1]) if loaded else _loaded(setup, base))
     tags = setup.experiment.tags(setup.cfg)
     for tag in tags:
         add_tag(model, tokenizer, tag)
-    if setup.cfg.finetune.method == "lora":
+    if lora:
         model = with_lora(model, setup.cfg.finetune.lora)
     if lengths is not None:
         return Learning(model, tokenizer, *lengths, seed)

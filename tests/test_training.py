@@ -93,3 +93,32 @@ def test_a_finetuning_batch_drops_only_the_columns_every_row_pads():
     assert torch.equal(padded["input_ids"][:, :longest], batch["input_ids"])
     with torch.no_grad():
         assert torch.allclose(sft(model, batch), sft(model, padded), atol=1e-6)
+
+
+def test_a_loss_that_stops_being_finite_stops_training_and_names_its_step():
+    """The losses are read every few steps, not at each: the first that is not finite is named, in the middle of a
+    stretch or in the last, partial one, and for one run of a stack (a loss per run) too."""
+    import itertools
+
+    import pytest
+
+    from molab.training.loop import CHECK, TrainingDiverged
+
+    def run(nan_at: int | None, steps: int, runs: int = 1) -> list:
+        model = torch.nn.Linear(2, 2)
+        calls = itertools.count()
+
+        def objective(model, batch):
+            loss = model.weight.pow(2).sum() * torch.ones(runs) if runs > 1 else model.weight.pow(2).sum()
+            if next(calls) == nan_at:
+                loss = loss * torch.tensor([1.0] * (runs - 1) + [float("nan")]) if runs > 1 else loss * float("nan")
+            return loss
+
+        return train(model, iter(dict, None), objective, steps=steps, lr=1e-2, progress=False)
+
+    fine = run(None, 2 * CHECK + 5)
+    assert len(fine) == 2 * CHECK + 5 and fine[-1] < fine[0]
+    for nan_at, steps, runs in ((CHECK + 3, 2 * CHECK + 5, 1), (2 * CHECK + 2, 2 * CHECK + 5, 1),
+                                (CHECK + 3, 2 * CHECK + 5, 3)):
+        with pytest.raises(TrainingDiverged, match=rf"nan.* at step {nan_at}$"):
+            run(nan_at, steps, runs)

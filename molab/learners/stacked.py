@@ -83,7 +83,7 @@ class Stacked(torch.nn.Module):
         tensors = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
         for name, tensor in tensors[0].items():
             trains = isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
-            if trains or any(not torch.equal(tensor, t[name]) for t in tensors[1:]):
+            if trains or any(t[name] is not tensor and not torch.equal(tensor, t[name]) for t in tensors[1:]):
                 self.names.append(name)
                 self.weights.append(torch.nn.Parameter(torch.stack([t[name].detach() for t in tensors]),
                                                        requires_grad=trains))

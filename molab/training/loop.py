@@ -49,7 +49,9 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     tensor so that the schedule does not recompile it). `dropout=False` trains with the model in
     eval mode. Compiled training runs with deterministic algorithms, so a seed fixes the run;
     where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
-    `stop(step)` is asked after every `every` steps, and training ends early when it says so. Stacked runs
+    `stop(step)` is asked after every `every` steps, and training ends early when it says so. The losses are read
+    every `CHECK` steps, not at each (the host need not wait for the device): a loss that stops being finite raises
+    TrainingDiverged then, naming its step. Stacked runs
     (`molab.learners.stacked`) train here as one model: their objective gives one loss per run, their sum is what
     is minimised, and each run's gradients are clipped by their own norm (the model's `clip_grad_norm_`). Returns the
     loss of every step taken (stacked runs: a list of the runs' losses per step)."""
@@ -74,22 +76,37 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
 
     update = torch.compile(update) if compile else update
     model.train(dropout)
-    losses: list = []
+    losses: list[torch.Tensor] = []  # on the device, read every CHECK steps: the host need not wait at each
+    checked = 0
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     with deterministic() if compile else contextlib.nullcontext():
         for step in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             loss = objective(forward, batch)
-            losses.append(loss.tolist())
-            if not torch.isfinite(loss).all():
-                raise TrainingDiverged(f"loss became {losses[-1]} at step {step}")
+            losses.append(loss.detach())
             loss.sum().backward()
             update()
             opt.zero_grad(set_to_none=True)
             schedule.step()
-            if step % 25 == 0:
+            if (step + 1) % CHECK == 0:
+                checked = _check(losses, checked)
                 bar.set_postfix(loss=f"{loss.mean():.3f}")
             if stop is not None and every and (step + 1) % every == 0 and step + 1 < steps and stop(step + 1):
                 break
     bar.close()
-    return losses
+    _check(losses, checked)
+    return torch.stack(losses).tolist() if losses else []
+
+
+CHECK = 25  # steps between reads of the losses
+
+
+def _check(losses: list[torch.Tensor], since: int) -> int:
+    """Raise TrainingDiverged at the first of `losses` from step `since` on that is not finite; else how many
+    losses are checked."""
+    if since < len(losses):
+        bad = ~torch.isfinite(torch.stack(losses[since:])).reshape(len(losses) - since, -1).all(1)
+        if bad.any():
+            step = since + int(bad.nonzero()[0])
+            raise TrainingDiverged(f"loss became {losses[step].tolist()} at step {step}")
+    return len(losses)
