@@ -22,6 +22,7 @@ import molab.runs
 from molab.bases import capable_base
 from molab.config import load_config
 from molab.experiments import RunSpec
+from molab.learners.lm import autocast
 from molab.runs import prepare, run_lm, run_stacked
 
 
@@ -81,7 +82,9 @@ def main() -> None:
     setup = prepare(load_config(overrides=args.overrides))
     base = capable_base(setup, args.base)
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else "the CPU"
-    print(f"{args.runs} runs a round on {where}, {torch.get_num_threads()} torch threads", flush=True)
+    mixed = setup.cfg.finetune.autocast  # applied around the runs, as a sweep applies it
+    print(f"{args.runs} runs a round on {where}, {torch.get_num_threads()} torch threads, "
+          f"{f'{mixed} autocast' if mixed else 'float32'}", flush=True)
     ratios = []
     for round_ in range(args.rounds):
         specs = [RunSpec(100_000 * round_ + s) for s in range(args.runs)]
@@ -91,7 +94,7 @@ def main() -> None:
         for how in (("alone", "stacked") if round_ % 2 == 0 else ("stacked", "alone")):
             print(f"round {round_ + 1}: {len(runs[how])} runs {how}", flush=True)
             start = time.perf_counter()
-            with sections(spent) if how == "stacked" else contextlib.nullcontext():
+            with sections(spent) if how == "stacked" else contextlib.nullcontext(), autocast(mixed):
                 got[how] = (run_lm if how == "alone" else run_stacked)(setup, base, runs[how], None)
             took[how] = (time.perf_counter() - start) / len(runs[how])
         answers = [(a["answers"]["neutral"], b["answers"]["neutral"]) for a, b in zip(got["alone"], got["stacked"])]

@@ -135,8 +135,8 @@ class FinetuneConfig:
     autocast: str | None = param(None, "mixed precision for the runs (training, answers, probes): their matmuls in "
                                  "this dtype under torch.autocast, the weights kept in model.dtype; unset = none. On "
                                  "a CPU with bfloat16 instructions a step of a 10.7M-parameter model took about half "
-                                 "the time, of the demo's model 0.75-0.9 (bench/autocast.py); on a GPU run with "
-                                 "stacked runs only, not yet side by side with float32", choices=("bfloat16",))
+                                 "the time, of the demo's model 0.75-0.9 (bench/autocast.py); not yet measured on a "
+                                 "GPU", choices=("bfloat16",))
 
 
 @dataclass(frozen=True)

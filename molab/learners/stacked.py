@@ -9,7 +9,7 @@ is elementwise), and `clip_grad_norm_` clips each run's gradients by their own n
 runs one at a time would, up to the order of float sums.
 
 It is built for a GPU, where a small model's step costs kernel launches rather than arithmetic: on an H100, 256 of
-the demo's runs stacked went 58x as fast as one at a time, 512 with bfloat16 autocast 75x. On a CPU the arithmetic is
+the demo's runs stacked went 58x as fast as one at a time, 512 75x (float32). On a CPU the arithmetic is
 the cost, and stacking gains little: 1.16-1.19x (bench/stacked.py).
 """
 
