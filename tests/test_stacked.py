@@ -175,6 +175,7 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
     """A phase's batches may read the model when the phase starts (the backdoor's red team does): stacked, each
     run's own model then holds the weights its earlier phase trained, as it does alone."""
     import dataclasses
+    import gc
 
     from molab import runs as molab_runs
     from molab.config import load_config
@@ -182,6 +183,7 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
 
     setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"]))
     seen: dict[str, dict[int, torch.Tensor]] = {"alone": {}, "stacked": {}}
+    collecting = {}  # whether Python's cyclic garbage collector ran while the runs trained
     how = "alone"
     experiment_phases = type(setup.experiment).phases
 
@@ -190,6 +192,7 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
 
         def batches(learning):
             seen[how][learning.seed] = torch.cat([w.detach().flatten().cpu() for w in learning.model.parameters()])
+            collecting[how] = gc.isenabled()
             return first.batches(learning)
 
         return [first, dataclasses.replace(first, name="again", batches=batches, steps=2)]
@@ -199,6 +202,7 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
     molab_runs.run_lm(setup, base, specs, None)
     how = "stacked"
     assert all(r.get("stacked") == 2 for r in molab_runs.run_stacked(setup, base, specs, None))
+    assert collecting == {"alone": True, "stacked": False} and gc.isenabled()  # paused for a stack's many objects
     first = molab_runs._start(setup, base, 0)  # the run before any phase
     untrained = torch.cat([w.detach().flatten().cpu() for w in first.model.parameters()])
     assert not torch.allclose(seen["alone"][0], untrained, atol=1e-3)
