@@ -4,7 +4,7 @@
 2. Finetune runs per GPU-minute of the demo (16 runs and 8 ceiling runs) on a given demo base, so that no
    pretraining is timed: one run at a time (`--workers 1`), several worker processes sharing the GPU
    (`--workers N`), and several at once with bfloat16 weights; and (part `stack`) the demo with `--stack-runs`
-   seeds, all trained together in one process (`--stack`).
+   seeds, trained in one process in stacks of `--stack-size` (`--stack`).
 3. The demo-size oversight experiment with LoRA in bfloat16 on a Llama checkpoint of about 113M parameters built
    here (byte-level BPE tokenizer, briefly pretrained: this measures cost, not capability): runs per GPU-minute
    and the peak GPU memory.
@@ -14,7 +14,8 @@ check and the controls included); a step cut short at its time limit counts the 
 60 over a run's mean share of its task's time (`seconds` in the store): the runs' own throughput, without start-up. GPU memory is
 sampled with nvidia-smi every 0.25 s: all processes together, their CUDA contexts included.
 
-Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 256] [--parts ...] [--limit-scale 1]
+Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 2048] [--stack-size 512] [--parts ...]
+                          [--limit-scale 1]
   (DEMO_BASE: the base/ folder of a `molab demo` output folder)
 """
 
@@ -101,7 +102,8 @@ def main() -> None:
     parser.add_argument("workdir", type=Path, nargs="?")
     parser.add_argument("--build", metavar="PATH", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--stack-runs", type=int, default=256, help="part stack: seeds of the demo, all stacked")
+    parser.add_argument("--stack-runs", type=int, default=2048, help="part stack: seeds of the demo")
+    parser.add_argument("--stack-size", type=int, default=512, help="part stack: runs trained together")
     parser.add_argument("--parts", default="tests,demo,stack,bf16,lora",
                         help="which of tests, demo, stack, bf16, lora to run")
     parser.add_argument("--limit-scale", type=float, default=1.0, help="every step's time limit times this")
@@ -127,8 +129,8 @@ def main() -> None:
         experiment("demo-w1", work, base, 1, [], 100 * scale)
         experiment(f"demo-w{args.workers}", work, base, args.workers, [], 100 * scale)
     if "stack" in parts:
-        n = args.stack_runs
-        experiment(f"demo-stack{n}", work, base, 1, [f"seeds={n}"], 150 * scale, stack=n)
+        n, size = args.stack_runs, args.stack_size
+        experiment(f"demo-{n}-stack{size}", work, base, 1, [f"seeds={n}"], 200 * scale, stack=size)
     if "bf16" in parts:
         experiment(f"demo-w{args.workers}-bf16", work, base, args.workers, ["model.dtype=bfloat16"], 80 * scale)
     if "lora" not in parts:
