@@ -34,6 +34,7 @@ def stacked_batches(iterators: list, tokenizer):
 
     if all(isinstance(it, Rows) for it in iterators):
         yield from _picked(iterators)
+        return
     pads = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "labels": IGNORE}
     while True:
         batches = [next(it) for it in iterators]
