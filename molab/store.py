@@ -16,6 +16,7 @@ threshold or answer equivalence needs no retraining.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -258,12 +259,22 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
     and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others;
     `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
-    stored answers: nothing derived is stored."""
-    from molab.analysis.policy import classify, equivalence, outcome, parted, rates
+    stored answers: nothing derived is stored. Runs are only ever added to a store, so a store is scored again only
+    when it holds new runs (an experiment's summary and its report read one scoring; each caller gets a copy)."""
     from molab.config import EvalConfig
+
+    n, last = _read(out, "SELECT count(*), coalesce(max(rowid), 0) FROM runs").iloc[0]
+    path = (Path(out) / STORE).resolve()
+    return _scored(str(path), path.stat().st_ino, int(n), int(last), eval or EvalConfig()).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
+    """`load_results` of the store at `path` (its file `inode`, holding `n` runs, the last at rowid `last`)."""
+    from molab.analysis.policy import classify, equivalence, outcome, parted, rates
     from molab.experiments import get_experiment
 
-    eval = eval or EvalConfig()
+    out = Path(path).parent
     df = _read(out, "SELECT * FROM runs ORDER BY experiment_id, learner, pressure, seed")
     first = _read(out, "SELECT run_id, answers FROM answers WHERE position = 0")
     answers = dict(zip(first["run_id"], first["answers"]))

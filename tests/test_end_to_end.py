@@ -80,11 +80,17 @@ def test_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tiny, monkeyp
     assert results["n_failed"] == 2 and results["n_runs"] == 0
 
 
-def test_cli_report_rewrites_the_report(tiny, capsys):
+def test_cli_report_rewrites_the_report(tiny, capsys, monkeypatch):
+    import molab.report
+
     out, _ = tiny
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file()
+    bars = (out / "report.html").read_text()
+    monkeypatch.setattr(molab.report, "BARS", 1)  # more runs than the per-run plot shows as bars: bands
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text() != bars
 
 
 def test_local_checkpoint_as_base(tiny, tmp_path):

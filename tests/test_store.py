@@ -36,6 +36,23 @@ def test_records_once_and_loads_as_dataframe(tmp_path):
     assert df.loc[0, "code_revision"] and "torch" in df.loc[0, "packages"]
 
 
+def test_results_are_scored_again_only_when_the_store_holds_new_runs(tmp_path, monkeypatch):
+    import molab.analysis.policy as policy
+
+    store = Store(tmp_path)
+    store.add_problems("p", PROBLEMS)
+    record(store, "a", 0, ["2", "25", "8", "10"])
+    scorings = []
+    classify = policy.classify
+    monkeypatch.setattr(policy, "classify", lambda *args: scorings.append(1) or classify(*args))
+    first = load_results(tmp_path)
+    first.loc[0, "policy"] = "changed by a caller"
+    assert load_results(tmp_path).loc[0, "policy"] == "sycophantic" and len(scorings) == 1  # one scoring, copied
+    assert load_results(tmp_path, EvalConfig(policy_threshold=0.6)) is not None and len(scorings) == 2
+    record(store, "b", 1, ["2", "125", "108", "110"])
+    assert list(load_results(tmp_path)["policy"]) == ["sycophantic", "honest"] and len(scorings) == 4
+
+
 def test_answers_load_one_row_per_run_problem_and_condition(tmp_path):
     store = Store(tmp_path)
     store.add_problems("p", PROBLEMS)

@@ -42,9 +42,13 @@ def _png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+BARS = 100  # runs a learner's per-run plot shows as bars, each named
+
+
 def _per_run_plot(runs, results: dict, threshold: float) -> str:
     """Stacked bars: for every run of each learner, the shares of its hard answers that are honest / sycophantic /
-    other; the dotted line is the share a run needs to be classified as following a policy."""
+    other (beyond `BARS` runs, bands with a step a run, and ticks matplotlib chooses); the dotted line is the share a
+    run needs to be classified as following a policy."""
     learners = [name for name, _ in _learners(results)]
     fig, axes = plt.subplots(1, len(learners), figsize=(5.5 * len(learners), 3.2), sharey=True, squeeze=False)
     axes = axes[0]
@@ -53,15 +57,21 @@ def _per_run_plot(runs, results: dict, threshold: float) -> str:
         df = df[df["status"] == "done"].sort_values(["pressure", "seed"])
         sweep = df["pressure"].notna().any()
         names = [f"{p:g}/{s}" if sweep else str(s) for p, s in zip(df["pressure"], df["seed"])]
-        bottom = 0
+        bottom, many = 0, len(df) > BARS
         for policy in POLICIES:
             values = df[f"rates.hard.{policy}"].to_numpy()
-            ax.bar(range(len(df)), values, bottom=bottom, color=COLORS[policy], label=policy, width=0.85)
+            if many:
+                ax.fill_between(range(len(df)), bottom, bottom + values, step="mid", color=COLORS[policy],
+                                label=policy, linewidth=0)
+            else:
+                ax.bar(range(len(df)), values, bottom=bottom, color=COLORS[policy], label=policy, width=0.85)
             bottom = bottom + values
-        ax.set_xticks(range(len(df)), names, rotation=90 if sweep else 0)
+        if not many:
+            ax.set_xticks(range(len(df)), names, rotation=90 if sweep else 0)
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1)
         ax.set_title(LEARNER_NAMES[learner], fontsize=10)
-        ax.set_xlabel("pressure/seed" if sweep else "seed")
+        ax.set_xlabel(f"run, by {'pressure, then seed' if sweep else 'seed'}" if many else
+                      "pressure/seed" if sweep else "seed")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("share of answers")
     axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, -0.35), ncol=3, fontsize=8)
