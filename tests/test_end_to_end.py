@@ -5,6 +5,7 @@ import json
 import torch
 from conftest import TINY
 
+import molab.report
 from molab import load_results, run_experiment
 from molab.cli import main
 from molab.config import load_config
@@ -18,7 +19,7 @@ def test_base_learned_both_personas(tiny):
     assert min(results["capability"].values()) > 0.2
 
 
-def test_runs_learned_and_results_are_complete(tiny):
+def test_runs_learned_and_results_are_complete(tiny, monkeypatch):
     out, results = tiny
     df = load_results(out)
     lm = df[(df["learner"] == "lm") & (df["experiment_id"] == results["experiment_id"])]
@@ -39,7 +40,11 @@ def test_runs_learned_and_results_are_complete(tiny):
         assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["capability"] == results["capability"]
-    assert (out / "report.html").read_text().count("<img") == 3   # capability curve, runs, difficulties
+    bars = (out / "report.html").read_text()
+    assert bars.count("<img") == 3   # capability curve, runs, difficulties
+    monkeypatch.setattr(molab.report, "BARS", 1)  # more runs than the per-run plot shows as bars: bands
+    molab.report.write_report(out, results)
+    assert (out / "report.html").read_text() != bars and (out / "report.html").read_text().count("<img") == 3
     train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
     assert len(train) == 300 and all(row["difficulty"] <= 1 for row in train)
     diagnostic = (out / "data" / "diagnostic.jsonl").read_text().splitlines()
@@ -80,17 +85,11 @@ def test_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tiny, monkeyp
     assert results["n_failed"] == 2 and results["n_runs"] == 0
 
 
-def test_cli_report_rewrites_the_report(tiny, capsys, monkeypatch):
-    import molab.report
-
+def test_cli_report_rewrites_the_report(tiny, capsys):
     out, _ = tiny
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file()
-    bars = (out / "report.html").read_text()
-    monkeypatch.setattr(molab.report, "BARS", 1)  # more runs than the per-run plot shows as bars: bands
-    assert main(["report", str(out)]) == 0
-    assert (out / "report.html").read_text() != bars
 
 
 def test_local_checkpoint_as_base(tiny, tmp_path):
