@@ -431,10 +431,10 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
     metrics: list[dict] = [{} for _ in specs]
     for step_phases in zip(*(phases[spec] for spec in specs)):
         torch.manual_seed(specs[0].seed)
-        first = step_phases[0]
-        batches = stacked_batches([p.batches(lr) for p, lr in zip(step_phases, learnings)], learnings[0].tokenizer)
-        losses = train(stacked, batches, first.objective, steps=first.steps, lr=first.lr, warmup=first.warmup,
-                       desc=f"{first.name} {len(specs)} stacked runs", progress=False, dropout=first.dropout)
+        lead = step_phases[0]  # the schedule, which every run's phase shares
+        batches = stacked_batches([p.batches(lr) for p, lr in zip(step_phases, learnings)], first.tokenizer)
+        losses = train(stacked, batches, lead.objective, steps=lead.steps, lr=lead.lr, warmup=lead.warmup,
+                       desc=f"{lead.name} {len(specs)} stacked runs", progress=False, dropout=lead.dropout)
         for r, (phase, m) in enumerate(zip(step_phases, metrics)):
             m |= _loss_metrics(phase.name, [step[r] for step in losses])
         stacked.write_back([learning.model for learning in learnings])  # a later phase's batches may read them
@@ -443,7 +443,7 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
     def answer_as(r: int):
         def generate(_, prompts):
             if tuple(prompts) not in answers:
-                answers[tuple(prompts)] = stacked_answers(stacked, learnings[0].tokenizer, prompts, learnings[0].n_new)
+                answers[tuple(prompts)] = stacked_answers(stacked, first.tokenizer, prompts, first.n_new)
             return answers[tuple(prompts)][r]
         return generate
 
