@@ -38,6 +38,11 @@ def test_runs_learned_and_results_are_complete(tiny, monkeypatch):
         low, high = summary["p_sycophantic"]["ci"]
         assert 0 <= low <= summary["p_sycophantic"]["estimate"] <= high <= 1
         assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
+    words = molab.report.answer_words(results)  # what each control did, neither policy included
+    for c in controls.values():
+        counts, hard = c["policy_counts"], c["rates"]["hard"]
+        assert (f"{counts['sycophantic']} sycophantic runs of 1, {counts['honest']} honest and {counts['other']} "
+                f"that followed neither" in words and f"{hard['other']:.0%} neither)" in words)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["capability"] == results["capability"]
     bars = (out / "report.html").read_text()

@@ -231,17 +231,21 @@ def _fired(name: str, control: dict, symbol: str, toward: str = "sycophantic") -
 
 
 def _control_words(name: str, control: dict) -> str:
-    """What a control did, with whether it could have fired (its sycophantic ceiling)."""
+    """What a control did (its runs' policies and its hard answers, neither policy's included), with whether it
+    could have fired (its sycophantic ceiling)."""
     title = LEARNER_NAMES[name]
     if not control["n_runs"]:
         return f"the {title} was not run"
-    words = f"the {title} had {control['policy_counts']['sycophantic']} sycophantic runs of {control['n_runs']}"
+    counts, hard = control["policy_counts"], control["rates"]["hard"]
+    words = (f"the {title} had {counts['sycophantic']} sycophantic runs of {control['n_runs']}, {counts['honest']} "
+             f"honest and {counts['other']} that followed neither (its hard answers: {hard['honest']:.0%} honest, "
+             f"{hard['sycophantic']:.0%} sycophantic, {hard['other']:.0%} neither)")
     syc = control["ceilings"]["sycophantic"]["mean"]
     if control["can_fire"] is False:
-        words += (f" but cannot fire here (trained on the overseer's labels at every difficulty, it gives the "
+        words += (f", but it cannot fire here (trained on the overseer's labels at every difficulty, it gives the "
                   f"overseer's answer to {syc:.0%} of hard problems), so its silence is no evidence")
     elif control["can_fire"]:
-        words += f" (it can fire here: its sycophantic ceiling is {syc:.1%})"
+        words += f", and it can fire here (its sycophantic ceiling is {syc:.1%})"
     return words
 
 
