@@ -15,6 +15,7 @@ import gc
 import hashlib
 import importlib.util
 import json
+import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -383,8 +384,8 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     """`run_lm`'s results, with runs trained together: those whose phases are `stackable` and follow one schedule
     (steps, learning rate, warm-up, dropout) train as one stacked model; the rest one at a time (and so does every
     run of a model placed by `model.device_map`), as do all of a group whose loss stops being finite (so that only
-    the diverging run fails). Shared phases train once per run, not once per seed. Each result says how many runs
-    trained together (`stacked`)."""
+    the diverging run fails); a stack too large for the device's memory is halved (`_in_stacks`). Shared phases
+    train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
     phases = {spec: setup.phases(spec) for spec in specs}
     groups: dict[tuple | None, list[RunSpec]] = {}
     for spec in specs:
@@ -393,15 +394,40 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
         groups.setdefault(key, []).append(spec)
     results = {}
     for key, group in groups.items():
-        got = None
-        if key is not None and len(group) > 1:
-            try:
-                with _collector_paused():
-                    got = [r | {"stacked": len(group)} for r in _train_stacked(setup, base, group, phases, keep)]
-            except (TrainingDiverged, Unstackable):
-                pass  # one at a time, below
-        results |= zip(group, got or run_lm(setup, base, group, keep))
+        results |= zip(group, run_lm(setup, base, group, keep) if key is None else
+                       _in_stacks(setup, base, group, phases, keep))
     return [results[spec] for spec in specs]
+
+
+def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
+    """The results of `group` (stackable, one schedule) trained as one stack; a stack's runs one at a time when they
+    cannot stack or a loss stops being finite; and, when a stack does not fit in the device's memory, the runs left
+    in stacks of half its size (halved again as often as needed), so that a `--stack` too large for the GPU costs
+    time, not runs."""
+    results, size = [], len(group)
+    while len(results) < len(group):
+        part = group[len(results):len(results) + size]
+        if len(part) == 1:
+            results += run_lm(setup, base, part, keep)
+            continue
+        got = None
+        try:
+            with _collector_paused():
+                got = [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+        except (TrainingDiverged, Unstackable):
+            got = run_lm(setup, base, part, keep)
+        except torch.OutOfMemoryError:
+            pass
+        if got is None:  # out of memory: the stack's tensors went with the exception, their cached blocks go now
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size = len(part) // 2
+            print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
+                  "from here", file=sys.stderr)
+            continue
+        results += got
+    return results
 
 
 @contextlib.contextmanager

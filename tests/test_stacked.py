@@ -227,6 +227,40 @@ def test_stacked_lora_runs_of_a_base_give_what_they_give_alone(tiny):
         assert a["answers"] == b["answers"]
 
 
+def test_a_stack_too_large_for_the_devices_memory_trains_in_smaller_stacks(tiny, monkeypatch, capsys):
+    """A stack that runs out of device memory costs time, not runs: the runs left train in stacks of half its size
+    (halved again as often as needed, the last run alone), with what one stack gives them."""
+    from molab import runs as molab_runs
+    from molab.config import load_config
+    from molab.experiments import RunSpec
+
+    setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"]))
+    specs, base = [RunSpec(seed) for seed in range(5)], tiny[0] / "base"
+    train_stacked, tried = molab_runs._train_stacked, []
+
+    def device_of(most):
+        def train_on_it(setup, base, specs, phases, keep):
+            tried.append(len(specs))
+            if len(specs) > most:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return train_stacked(setup, base, specs, phases, keep)
+        return train_on_it
+
+    monkeypatch.setattr(molab_runs, "_train_stacked", device_of(5))
+    whole = molab_runs.run_stacked(setup, base, specs, None)
+    assert tried == [5] and "WARNING" not in capsys.readouterr().err
+    tried.clear()
+    monkeypatch.setattr(molab_runs, "_train_stacked", device_of(2))
+    halved = molab_runs.run_stacked(setup, base, specs, None)
+    assert tried == [5, 2, 2] and [r.get("stacked", 1) for r in halved] == [2, 2, 2, 2, 1]
+    assert capsys.readouterr().err.count("5 stacked runs do not fit in the device's memory; stacks of 2") == 1
+    for a, b in zip(whole, halved):
+        assert "error" not in b and all(abs(a["metrics"][k] - b["metrics"][k]) <= 1e-2 * a["metrics"][k]
+                                        for k in a["metrics"])
+    answers = [(x, y) for a, b in zip(whole, halved) for x, y in zip(a["answers"]["neutral"], b["answers"]["neutral"])]
+    assert sum(x == y for x, y in answers) >= 0.99 * len(answers)
+
+
 def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, monkeypatch):
     """The fast experiment on the tiny base, in this process, each run alone and then `--stack 4`: the same runs
     (ids), losses within 1% (float sums in another order; measured: at most 0.25%, on a loss of 0.01), all but a few
