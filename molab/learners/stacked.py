@@ -98,10 +98,14 @@ class Stacked(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 0):
         """Each run's logits, (R, batch, kept positions, vocabulary), as `.logits`. `attention_mask` is not read (the
-        batches are right-padded)."""
+        batches are right-padded): the model gets one of ones, shared by every run, which makes its attention
+        causal as no mask would, without the check for packed sequences that a missing mask asks of transformers,
+        a read of a value on the device at every forward (the host would wait for the device at every step)."""
+        ones = torch.ones(input_ids.shape[-2:], dtype=torch.long, device=input_ids.device)
+
         def one(weights, ids):
-            return functional_call(self.skeleton, weights, (ids,),
-                                   {"use_cache": False, "logits_to_keep": logits_to_keep}).logits
+            return functional_call(self.skeleton, weights, (ids,), {"attention_mask": ones, "use_cache": False,
+                                                                    "logits_to_keep": logits_to_keep}).logits
 
         shared = input_ids.dim() == 2
         logits = vmap(one, in_dims=(0, None if shared else 0), randomness="different")(

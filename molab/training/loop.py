@@ -50,8 +50,8 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     eval mode. Compiled training runs with deterministic algorithms, so a seed fixes the run;
     where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
     `stop(step)` is asked after every `every` steps, and training ends early when it says so. The losses are read
-    every `CHECK` steps, not at each (the host need not wait for the device): a loss that stops being finite raises
-    TrainingDiverged then, naming its step. Stacked runs
+    every `CHECK` steps, not at each, and each batch reaches the objective as a `DeviceBatch` (the host need not
+    wait for the device): a loss that stops being finite raises TrainingDiverged then, naming its step. Stacked runs
     (`molab.learners.stacked`) train here as one model: their objective gives one loss per run, their sum is what
     is minimised, and each run's gradients are clipped by their own norm (the model's `clip_grad_norm_`). Returns the
     loss of every step taken (stacked runs: a list of the runs' losses per step)."""
@@ -81,7 +81,7 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, unit="step")
     with deterministic() if compile else contextlib.nullcontext():
         for step in bar:
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            batch = DeviceBatch(next(batches), device)
             loss = objective(forward, batch)
             losses.append(loss.detach())
             loss.sum().backward()
@@ -99,6 +99,16 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
 
 
 CHECK = 25  # steps between reads of the losses
+
+
+class DeviceBatch(dict):
+    """A batch moved to the model's device, and as drawn (`host`, on the CPU where the phase drew it there): an
+    objective that reads the batch's shape from its values (`answer_logits`: where the answers start) reads `host`,
+    so that the host need not wait for the device at every step."""
+
+    def __init__(self, batch: dict, device: torch.device):
+        super().__init__({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+        self.host = batch
 
 
 def _check(losses: list[torch.Tensor], since: int) -> int:

@@ -12,9 +12,9 @@ def answer_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     where a row has none); with stacked runs (`molab.learners.stacked`), each with a leading run dimension. Only the
     positions from the one before the first labelled column on are projected onto the vocabulary (`logits_to_keep`):
     with answers at the end of short prompts, a real checkpoint's large vocabulary projection is not paid for the
-    prompts."""
+    prompts. That position is read from the batch as drawn (`DeviceBatch.host`), where it is one."""
     labels = batch["labels"]
-    labelled = (labels != IGNORE).flatten(0, -2).any(0).nonzero()
+    labelled = (getattr(batch, "host", batch)["labels"] != IGNORE).flatten(0, -2).any(0).nonzero()  # no device sync
     first = max(1, int(labelled[0])) if len(labelled) else 1
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    logits_to_keep=labels.shape[-1] - first + 1).logits
