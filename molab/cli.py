@@ -38,7 +38,7 @@ def _run(config: str | None, args: argparse.Namespace) -> int:
     def work():
         if not args.out.strip():
             raise ConfigError("--out: empty; name the output folder")
-        executor = Executor(args.executor, args.workers, args.threads, args.address, args.stack)
+        executor = Executor(args.executor, args.workers, args.threads, args.address, args.stack, args.gpus_per_task)
         return run_experiment(load_config(config, args.overrides), args.out, executor)
 
     return _finish(work, args.out)
@@ -72,6 +72,9 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
                         "alone): many small runs at once on a GPU")
     parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
                         "processes) or ray (a Ray cluster; molab starts a local one without --address)")
+    parser.add_argument("--gpus-per-task", type=float, default=None, help="with --executor ray: GPUs each task "
+                        "asks Ray for (default: 1 on a cluster with GPUs, else 0; 0.125 lets 8 tasks share a GPU; "
+                        "with --stack, one task a GPU)")
     parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "
                         "head; its nodes must see the output folder (a shared filesystem) and have molab installed")
 

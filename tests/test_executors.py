@@ -75,6 +75,35 @@ def test_every_executor_gives_identical_runs(tiny, tmp_path, ray_head):
         assert results[0][key] == results[1][key], key
 
 
+def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own():
+    """Ray gives a task that asks for no GPU none of its own (by Ray's version it sees none, CUDA_VISIBLE_DEVICES
+    empty, or every GPU of its node, and torch puts every task on the first), so on a cluster with GPUs each of
+    molab's tasks asks for one by default, or for the share `--gpus-per-task` gives, and sees only that; asking
+    for more GPUs than the cluster has is refused. The cluster's two GPUs are declared, not real: Ray schedules by
+    them and sets CUDA_VISIBLE_DEVICES all the same."""
+    from molab.execution import Executor, ExecutorError, run_all
+
+    def seen(_):
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), [str(i) for i in ray.get_gpu_ids()]
+
+    if ray_processes():
+        pytest.skip("a Ray instance is already running on this machine")
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
+    try:
+        for gpus in (None, 0.5):
+            with Executor("ray", threads=1, gpus=gpus).started() as executor:
+                for visible, ids in run_all(seen, range(4), executor):
+                    assert len(ids) == 1 and visible == ids[0] in ("0", "1"), gpus
+        with Executor("ray", threads=1, gpus=0).started() as executor:  # what molab asked for before it looked
+            assert all(not ids and visible in (None, "") for visible, ids in run_all(seen, range(4), executor))
+        with pytest.raises(ExecutorError, match="--gpus-per-task: 3, but the Ray cluster at a local instance has 2"):
+            with Executor("ray", gpus=3).started():
+                pass
+    finally:
+        ray.shutdown()
+
+
 def ray_task_pids() -> list[int]:
     """Ray worker processes running a task now (Ray titles them `ray::_ray_task`; an idle one `ray::IDLE`)."""
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()

@@ -8,7 +8,8 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
   (a killed driver leaves no workers behind); inside `Executor.started()` one pool serves every `run_all`,
   so the workers import torch and set up their device once per experiment, not once per batch of runs;
 - `kind = "ray"`: one Ray task per item, on the cluster at `address`, or on a local Ray instance that
-  molab starts and stops. Tasks carry the experiment's setup and the base's *path*: on a cluster of
+  molab starts and stops. On a cluster with GPUs each task asks for `gpus` of them (default 1; a fraction
+  shares one GPU among tasks), and Ray shows it only those. Tasks carry the experiment's setup and the base's *path*: on a cluster of
   several machines the output folder must be on a filesystem every node sees (a shared path), and
   molab must be installed on every node.
 
@@ -50,6 +51,7 @@ class Executor:
     threads: int | None = None  # torch threads per run; None: the cores shared among the workers, 1 per Ray task
     address: str | None = None  # ray: an existing cluster ("HOST:PORT"); None starts a local instance
     stack: int = 1  # LM runs trained together in one task, their weights stacked (molab.learners.stacked)
+    gpus: float | None = None  # ray: GPUs each task asks for; None: 1 where the cluster has GPUs, else 0 (started())
     pool: ProcessPoolExecutor | None = dataclasses.field(default=None, compare=False, repr=False)  # set by started()
 
     def __post_init__(self):
@@ -63,6 +65,10 @@ class Executor:
             raise ExecutorError(f"--stack: {self.stack}; at least 1 (1 trains every run alone)")
         if self.address is not None and self.kind != "ray":
             raise ExecutorError("--address: only with --executor ray")
+        if self.gpus is not None and self.kind != "ray":
+            raise ExecutorError("--gpus-per-task: only with --executor ray (local workers share this machine's GPU)")
+        if self.gpus is not None and self.gpus < 0:
+            raise ExecutorError(f"--gpus-per-task: {self.gpus:g}; 0 or more (a fraction shares a GPU among tasks)")
 
     @contextlib.contextmanager
     def started(self):
@@ -84,7 +90,7 @@ class Executor:
         if self.address:
             check_address(self.address)
         if ray.is_initialized():  # the caller's Ray session: use it, leave it running
-            yield self
+            yield self._on_gpus()
             return
         env = {"env_vars": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}}
         try:
@@ -101,9 +107,24 @@ class Executor:
             raise ExecutorError(f"--executor ray: could not connect to Ray at {self.address or 'a local instance'} "
                                 f"({why}){hint}") from None
         try:
-            yield self
+            yield self._on_gpus()
         finally:
             ray.shutdown()
+
+    def _on_gpus(self) -> Executor:
+        """This Ray executor with `gpus` settled against the cluster's GPUs: by default 1 a task where it has any,
+        else 0; refused in one line where it is asked for GPUs the cluster lacks (its tasks would wait for ever).
+        Ray gives a task that asks for no GPU none of its own: by Ray's version it sees none (CUDA_VISIBLE_DEVICES
+        empty) or every GPU of its node, where torch would put every task on the first."""
+        import ray
+
+        has = ray.cluster_resources().get("GPU", 0)
+        if self.gpus is None:
+            return dataclasses.replace(self, gpus=1.0 if has else 0.0)
+        if self.gpus > has:
+            raise ExecutorError(f"--gpus-per-task: {self.gpus:g}, but the Ray cluster at "
+                                f"{self.address or 'a local instance'} has {has:g} GPUs")
+        return self
 
     @property
     def run_threads(self) -> int | None:
@@ -117,7 +138,7 @@ class Executor:
 def run_all(fn: Callable, tasks: Iterable, executor: Executor = Executor()) -> Iterator:
     tasks = list(tasks)
     if executor.kind == "ray":
-        yield from _ray(fn, tasks, executor.run_threads)
+        yield from _ray(fn, tasks, executor.run_threads, executor.gpus or 0)
     elif executor.workers <= 1 or len(tasks) <= 1:
         yield from _here(fn, tasks, executor.run_threads)
     elif executor.pool is not None:
@@ -194,11 +215,11 @@ def check_address(address: str, timeout: float = 10.0) -> None:
                             "running (`ray start --head`)?") from None
 
 
-def _ray(fn: Callable, tasks: list, threads: int) -> Iterator:
-    """Inside `Executor.started()`: one Ray task per item, each asking for `threads` CPUs."""
+def _ray(fn: Callable, tasks: list, threads: int, gpus: float) -> Iterator:
+    """Inside `Executor.started()`: one Ray task per item, each asking for `threads` CPUs and `gpus` GPUs."""
     import ray
 
-    remote = ray.remote(_ray_task).options(num_cpus=threads, max_retries=0)
+    remote = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
     pending = [remote.remote(fn, t, threads) for t in tasks]
     lost = 0
     while pending:
