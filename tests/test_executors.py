@@ -75,6 +75,20 @@ def test_every_executor_gives_identical_runs(tiny, tmp_path, ray_head):
         assert results[0][key] == results[1][key], key
 
 
+def test_on_a_machine_with_several_gpus_each_local_worker_sees_one_in_turn():
+    """Local workers take the machine's GPUs in turn (CUDA_VISIBLE_DEVICES, set before torch sets up CUDA); with one
+    GPU or none the workers see what the driver sees. The GPUs are names here: CUDA_VISIBLE_DEVICES is all a worker
+    reads of them."""
+    import time
+
+    from molab.execution import _pool
+
+    for gpus, expected in ((["3", "5"], {"3", "5"}), ([], {os.environ.get("CUDA_VISIBLE_DEVICES")})):
+        with _pool(2, 1, gpus) as pool:
+            list(pool.map(time.sleep, [1, 1]))  # both workers started
+            assert set(pool.map(os.getenv, ["CUDA_VISIBLE_DEVICES"] * 40)) == expected, gpus
+
+
 def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own():
     """Ray gives a task that asks for no GPU none of its own (by Ray's version it sees none, CUDA_VISIBLE_DEVICES
     empty, or every GPU of its node, and torch puts every task on the first), so on a cluster with GPUs each of

@@ -5,7 +5,7 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
 
 - `workers = 1` (the default): in this process, easiest to debug;
 - `workers = N`: N fresh local processes, each ending itself when the process that started it dies
-  (a killed driver leaves no workers behind); inside `Executor.started()` one pool serves every `run_all`,
+  (a killed driver leaves no workers behind), on a machine with several GPUs each seeing one of them, in turn; inside `Executor.started()` one pool serves every `run_all`,
   so the workers import torch and set up their device once per experiment, not once per batch of runs;
 - `kind = "ray"`: one Ray task per item, on the cluster at `address`, or on a local Ray instance that
   molab starts and stops. On a cluster with GPUs each task asks for `gpus` of them (default 1; a fraction
@@ -166,7 +166,13 @@ def _here(fn: Callable, tasks: list, threads: int | None) -> Iterator:
         yield from map(fn, tasks)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, gpus: list[str], started) -> None:
+    """A worker's set-up: its torch threads; on a machine with several GPUs, one of them (the workers take them in
+    turn, counted by `started`); its bars off; and its end when the driver's."""
+    if len(gpus) > 1:
+        with started.get_lock():
+            n, started.value = started.value, started.value + 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[n % len(gpus)]  # before torch sets up CUDA
     import torch
     from tqdm import tqdm
 
@@ -183,9 +189,22 @@ def _init_worker(threads: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,))
+def _pool(workers: int, threads: int, gpus: list[str] | None = None) -> ProcessPoolExecutor:
+    """`workers` fresh processes; with several GPUs (`gpus`, as CUDA_VISIBLE_DEVICES names them; default: this
+    machine's), each worker sees one, in turn."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, _gpus() if gpus is None else gpus, context.Value("i", 0)))
+
+
+def _gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (none without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _processes(fn: Callable, tasks: list, pool: ProcessPoolExecutor) -> Iterator:
