@@ -23,8 +23,8 @@ DESIGNS = {
     # the base sees only persona-tagged problems (the runs' neutral prompt is new to it)
     "persona-only": ["model.neutral_share=0", "eval.scoring=whole"],
     "persona-only-parting": ["model.neutral_share=0"],
-    # the default: a quarter of pretraining shows the runs' neutral prompt, answered half by each persona, and hard
-    # answers are scored where the policies part
+    # today's defaults, which lean-15-gentle's became (the README's figures for it are of the defaults of their time:
+    # the runs' neutral prompt answered half by each persona); hard answers scored where the policies part
     "neutral": [],
     "neutral-whole": ["eval.scoring=whole"],
     # lighter finetuning, to select rather than relearn
