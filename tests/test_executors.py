@@ -93,8 +93,8 @@ def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own():
     """Ray gives a task that asks for no GPU none of its own (by Ray's version it sees none, CUDA_VISIBLE_DEVICES
     empty, or every GPU of its node, and torch puts every task on the first), so on a cluster with GPUs each of
     molab's tasks asks for one by default, or for the share `--gpus-per-task` gives, and sees only that; asking
-    for more GPUs than the cluster has is refused. The cluster's two GPUs are declared, not real: Ray schedules by
-    them and sets CUDA_VISIBLE_DEVICES all the same."""
+    for more GPUs than the cluster has is refused. The tasks it runs at once (`workers`) split stacked runs. The
+    cluster's two GPUs are declared, not real: Ray schedules by them and sets CUDA_VISIBLE_DEVICES all the same."""
     from molab.execution import Executor, ExecutorError, run_all
 
     def seen(_):
@@ -105,11 +105,13 @@ def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own():
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
     try:
-        for gpus in (None, 0.5):
+        for gpus, at_once in ((None, 2), (0.5, 4)):
             with Executor("ray", threads=1, gpus=gpus).started() as executor:
+                assert executor.workers == at_once  # so many stacks at least, when runs are stacked
                 for visible, ids in run_all(seen, range(4), executor):
                     assert len(ids) == 1 and visible == ids[0] in ("0", "1"), gpus
         with Executor("ray", threads=1, gpus=0).started() as executor:  # what molab asked for before it looked
+            assert executor.workers == 2  # CPUs over threads
             assert all(not ids and visible in (None, "") for visible, ids in run_all(seen, range(4), executor))
         with pytest.raises(ExecutorError, match="--gpus-per-task: 3, but the Ray cluster at a local instance has 2"):
             with Executor("ray", gpus=3).started():

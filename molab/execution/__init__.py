@@ -5,13 +5,14 @@ driver) alone writes what comes back to the store. An `Executor` says where the 
 
 - `workers = 1` (the default): in this process, easiest to debug;
 - `workers = N`: N fresh local processes, each ending itself when the process that started it dies
-  (a killed driver leaves no workers behind), on a machine with several GPUs each seeing one of them, in turn; inside `Executor.started()` one pool serves every `run_all`,
-  so the workers import torch and set up their device once per experiment, not once per batch of runs;
+  (a killed driver leaves no workers behind), and on a machine with several GPUs each seeing one of them, in
+  turn; inside `Executor.started()` one pool serves every `run_all`, so the workers import torch and set up
+  their device once per experiment, not once per batch of runs;
 - `kind = "ray"`: one Ray task per item, on the cluster at `address`, or on a local Ray instance that
   molab starts and stops. On a cluster with GPUs each task asks for `gpus` of them (default 1; a fraction
-  shares one GPU among tasks), and Ray shows it only those. Tasks carry the experiment's setup and the base's *path*: on a cluster of
-  several machines the output folder must be on a filesystem every node sees (a shared path), and
-  molab must be installed on every node.
+  shares one GPU among tasks), and Ray shows it only those. Tasks carry the experiment's setup and the base's
+  *path*: on a cluster of several machines the output folder must be on a filesystem every node sees (a shared
+  path), and molab must be installed on every node.
 
 Every run uses `threads` torch threads (default: torch's own in this process, the machine's cores
 shared among several workers, 1 per Ray task), and the count is recorded with the run: float sums may
@@ -47,7 +48,7 @@ class ExecutorError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Executor:
     kind: str = "local"
-    workers: int = 1  # local: processes (1 = this process); ray: ignored (Ray schedules by the tasks' CPUs)
+    workers: int = 1  # local: processes (1 = this process); ray: the tasks the cluster runs at once, by started()
     threads: int | None = None  # torch threads per run; None: the cores shared among the workers, 1 per Ray task
     address: str | None = None  # ray: an existing cluster ("HOST:PORT"); None starts a local instance
     stack: int = 1  # LM runs trained together in one task, their weights stacked (molab.learners.stacked)
@@ -90,7 +91,7 @@ class Executor:
         if self.address:
             check_address(self.address)
         if ray.is_initialized():  # the caller's Ray session: use it, leave it running
-            yield self._on_gpus()
+            yield self._settled()
             return
         env = {"env_vars": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}}
         try:
@@ -107,24 +108,27 @@ class Executor:
             raise ExecutorError(f"--executor ray: could not connect to Ray at {self.address or 'a local instance'} "
                                 f"({why}){hint}") from None
         try:
-            yield self._on_gpus()
+            yield self._settled()
         finally:
             ray.shutdown()
 
-    def _on_gpus(self) -> Executor:
-        """This Ray executor with `gpus` settled against the cluster's GPUs: by default 1 a task where it has any,
-        else 0; refused in one line where it is asked for GPUs the cluster lacks (its tasks would wait for ever).
-        Ray gives a task that asks for no GPU none of its own: by Ray's version it sees none (CUDA_VISIBLE_DEVICES
-        empty) or every GPU of its node, where torch would put every task on the first."""
+    def _settled(self) -> Executor:
+        """This Ray executor settled against the cluster: `gpus`, by default 1 a task where it has GPUs, else 0
+        (refused in one line where it is asked for GPUs the cluster lacks: its tasks would wait for ever), and
+        `workers`, the tasks it runs at once (its GPUs over `gpus`, or its CPUs over the threads a task asks for),
+        so that runs are stacked into enough tasks to keep them all busy. Ray gives a task that asks for no GPU none
+        of its own: by Ray's version it sees none (CUDA_VISIBLE_DEVICES empty) or every GPU of its node, where
+        torch would put every task on the first."""
         import ray
 
-        has = ray.cluster_resources().get("GPU", 0)
-        if self.gpus is None:
-            return dataclasses.replace(self, gpus=1.0 if has else 0.0)
-        if self.gpus > has:
-            raise ExecutorError(f"--gpus-per-task: {self.gpus:g}, but the Ray cluster at "
-                                f"{self.address or 'a local instance'} has {has:g} GPUs")
-        return self
+        resources = ray.cluster_resources()
+        has = resources.get("GPU", 0)
+        gpus = (1.0 if has else 0.0) if self.gpus is None else self.gpus
+        if gpus > has:
+            where = self.address or "a local instance"
+            raise ExecutorError(f"--gpus-per-task: {gpus:g}, but the Ray cluster at {where} has {has:g} GPUs")
+        at_once = has / gpus if gpus else resources.get("CPU", 1) / self.run_threads
+        return dataclasses.replace(self, gpus=gpus, workers=max(1, int(at_once)))
 
     @property
     def run_threads(self) -> int | None:
