@@ -406,27 +406,23 @@ def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, kee
     time, not runs."""
     results, size = [], len(group)
     while len(results) < len(group):
-        part = group[len(results):len(results) + size]
-        if len(part) == 1:
-            results += run_lm(setup, base, part, keep)
-            continue
-        got = None
-        try:
-            with _collector_paused():
-                got = [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
-        except (TrainingDiverged, Unstackable):
-            got = run_lm(setup, base, part, keep)
-        except torch.OutOfMemoryError:
-            pass
-        if got is None:  # out of memory: the stack's tensors went with the exception, their cached blocks go now
-            gc.collect()
+        part, failed = group[len(results):len(results) + size], None
+        if len(part) > 1:
+            try:
+                with _collector_paused():
+                    results += [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+                continue
+            except (TrainingDiverged, Unstackable, torch.OutOfMemoryError) as e:
+                failed = type(e)  # met below, once the stack's tensors have gone with the exception
+        if failed is torch.OutOfMemoryError:
+            gc.collect()  # the stack's tensors in reference cycles, then their cached blocks
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             size = len(part) // 2
             print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
                   "from here", file=sys.stderr)
             continue
-        results += got
+        results += run_lm(setup, base, part, keep)
     return results
 
 

@@ -67,7 +67,8 @@ class Executor:
         if self.address is not None and self.kind != "ray":
             raise ExecutorError("--address: only with --executor ray")
         if self.gpus is not None and self.kind != "ray":
-            raise ExecutorError("--gpus-per-task: only with --executor ray (local workers share this machine's GPU)")
+            raise ExecutorError("--gpus-per-task: only with --executor ray (local workers take this machine's GPUs in "
+                                "turn)")
         if self.gpus is not None and self.gpus < 0:
             raise ExecutorError(f"--gpus-per-task: {self.gpus:g}; 0 or more (a fraction shares a GPU among tasks)")
 
