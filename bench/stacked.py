@@ -4,7 +4,8 @@ Each round trains and evaluates `--runs` seeds of the demo's oversight runs stac
 `--alone` of them (all by default) one at a time (`run_lm`), alternating which goes first, so that a machine whose
 speed drifts shows in both; prints each one's seconds a run, the ratio, and how many of the stacked runs' answers
 are the runs alone's, and where the stacked side's time went (starting the runs, their batches, training, their
-answers and results). On a GPU, where hundreds of runs stack, `--alone` keeps the one-at-a-time side short.
+answers and results; and how long training waited for the device, which tells a GPU-bound step from a host-bound
+one). On a GPU, where hundreds of runs stack, `--alone` keeps the one-at-a-time side short.
 
 Usage: python bench/stacked.py [--base runs/demo/base] [--runs 8] [--alone N] [--rounds 2] [--set KEY=VALUE ...]
   (the demo's base, pretrained there first unless the folder holds it)
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import molab.runs
+import molab.training.loop
 from molab.bases import capable_base
 from molab.config import load_config
 from molab.experiments import RunSpec
@@ -29,7 +31,9 @@ from molab.runs import prepare, run_lm, run_stacked
 @contextlib.contextmanager
 def sections(spent: collections.Counter):
     """Add the seconds molab.runs spends starting runs, drawing batches (host only), training and finishing runs
-    (answers included) to `spent`, the GPU's queue drained at each boundary."""
+    (answers included) to `spent`, the GPU's queue drained at each boundary; and, within training, the seconds the
+    host waits for the device where the loop reads the losses (`waiting`): near all of training when the device
+    is the bound, near none when the host is."""
     import torch
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
@@ -55,16 +59,28 @@ def sections(spent: collections.Counter):
                 yield batch
         return g
 
+    def timed_wait(f):  # the loop's reads of the losses: where the host waits for the device
+        def g(*args):
+            start = time.perf_counter()
+            try:
+                return f(*args)
+            finally:
+                spent["waiting"] += time.perf_counter() - start
+        return g
+
     names = {"_start": "start", "train": "train", "_finish": "answers and results"}
     saved = {name: getattr(molab.runs, name) for name in [*names, "stacked_batches"]}
+    check = molab.training.loop._check
     for name, label in names.items():
         setattr(molab.runs, name, timed(label, saved[name]))
     molab.runs.stacked_batches = timed_batches(saved["stacked_batches"])
+    molab.training.loop._check = timed_wait(check)
     try:
         yield
     finally:
         for name, f in saved.items():
             setattr(molab.runs, name, f)
+        molab.training.loop._check = check
 
 
 def main() -> None:
@@ -105,7 +121,8 @@ def main() -> None:
         print(f"round {round_ + 1}: alone {took['alone']:.2f} s a run ({len(runs['alone'])} runs), stacked "
               f"{took['stacked']:.3f} s a run ({len(specs)} runs, {60 / took['stacked']:.0f} a minute): "
               f"{ratios[-1]:.2f}x; {same} of {sum(len(a) for a, _ in answers)} answers the same{memory}; stacked, "
-              f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in spent.items())} (batches within train)", flush=True)
+              f"seconds: {', '.join(f'{k} {v:.1f}' for k, v in spent.items())} (batches and waiting within train)",
+              flush=True)
     print(f"stacked runs {min(ratios):.2f}-{max(ratios):.2f}x as fast as one at a time")
 
 
