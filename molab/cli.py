@@ -64,7 +64,7 @@ def _print_summary(results: dict) -> None:
 
 def _executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="local worker processes for the runs (1 = in this "
-                        "process)")
+                        "process; on a machine with several GPUs the workers take them in turn)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for pretraining and for each run "
                         "(default: torch's own with one worker, the cores shared among several, 1 per Ray task)")
     parser.add_argument("--stack", type=int, default=1, help="LM runs trained together in one process, their weights "
@@ -72,7 +72,7 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
                         "alone): many small runs at once on a GPU")
     parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
                         "processes) or ray (a Ray cluster; molab starts a local one without --address)")
-    parser.add_argument("--gpus-per-task", type=float, default=None, help="with --executor ray: GPUs each task "
+    parser.add_argument("--gpus-per-task", type=float, default=None, metavar="G", help="with --executor ray: GPUs each task "
                         "asks Ray for (default: 1 on a cluster with GPUs, else 0; 0.125 lets 8 tasks share a GPU; "
                         "with --stack, one task a GPU)")
     parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "
