@@ -403,26 +403,30 @@ def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, kee
     """The results of `group` (stackable, one schedule) trained as one stack; a stack's runs one at a time when they
     cannot stack or a loss stops being finite; and, when a stack does not fit in the device's memory, the runs left
     in stacks of half its size (halved again as often as needed), so that a `--stack` too large for the GPU costs
-    time, not runs."""
+    time, not runs. A stack that raises anything else fails its own runs only."""
     results, size = [], len(group)
     while len(results) < len(group):
         part, failed = group[len(results):len(results) + size], None
-        if len(part) > 1:
-            try:
-                with _collector_paused():
-                    results += [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+        try:
+            if len(part) > 1:
+                try:
+                    with _collector_paused():
+                        results += [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+                    continue
+                except (TrainingDiverged, Unstackable, torch.OutOfMemoryError) as e:
+                    failed = type(e)  # met below, once the stack's tensors have gone with the exception
+            if failed is not torch.OutOfMemoryError:
+                results += run_lm(setup, base, part, keep)
                 continue
-            except (TrainingDiverged, Unstackable, torch.OutOfMemoryError) as e:
-                failed = type(e)  # met below, once the stack's tensors have gone with the exception
-        if failed is torch.OutOfMemoryError:
-            gc.collect()  # the stack's tensors in reference cycles, then their cached blocks
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            size = len(part) // 2
-            print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
-                  "from here", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 (these runs fail, not those of the stacks before them)
+            results += [_failed(e)] * len(part)
             continue
-        results += run_lm(setup, base, part, keep)
+        gc.collect()  # the stack's tensors in reference cycles, then their cached blocks
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        size = len(part) // 2
+        print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} from here",
+              file=sys.stderr)
     return results
 
 
@@ -508,6 +512,12 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     return results
 
 
+def _failed(e: Exception) -> dict:
+    """A failed run's result: the exception's type and last line."""
+    last = (str(e).strip().splitlines() or [""])[-1]
+    return {"error": f"{type(e).__name__}: {last}"}
+
+
 def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None, bool]) -> list[dict]:
     """One learner's runs (one seed's, one per pressure; or, `stacked`, LM runs of several seeds trained together by
     `run_stacked`) as records for the store; a diverging loss, or any error a run raises, is a failed run (its
@@ -520,8 +530,7 @@ def execute(task: tuple[Setup, Path, str, list[RunSpec], Path | None, bool]) -> 
             results = ((run_stacked if stacked else run_lm)(setup, base, specs, keep) if learner == "lm" else
                        run_control(setup, base, specs, keep, learner))
     except Exception as e:  # noqa: BLE001 (a run that raises is a failed run; the sweep goes on)
-        last = (str(e).strip().splitlines() or [""])[-1]
-        results = [{"error": f"{type(e).__name__}: {last}"}] * len(specs)
+        results = [_failed(e)] * len(specs)
     seconds = (time.time() - start) / len(specs)
     return [{"run_id": run_id(setup, learner, spec), "experiment_id": setup.experiment_id_of(spec),
              "learner": learner, "seed": spec.seed, "pressure": spec.pressure,

@@ -63,7 +63,7 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
     what = "ceiling runs" if specs and specs[0].ceiling else "runs"
     with tqdm(total=n_todo, desc=f"{what} ({total - n_todo} of {total} already done)", unit="run",
               disable=not progress) as bar:
-        for records in run_all(execute, tasks, executor):
+        for records in run_all(execute, tasks, executor, on_gpu=lambda task: task[2] == "lm"):  # controls: no torch
             for record in records:
                 store.record(**record)
                 if record["status"] == "failed":

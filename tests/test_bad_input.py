@@ -141,7 +141,9 @@ CASES = [
     (["demo", "--out", "{out}", "--executor", "spark"], "--executor: 'spark'; one of local, ray"),
     (["demo", "--out", "{out}", "--address", "127.0.0.1:6379"], "--address: only with --executor ray"),
     (["demo", "--out", "{out}", "--gpus-per-task", "1"], "--gpus-per-task: only with --executor ray"),
-    (["demo", "--out", "{out}", "--executor", "ray", "--gpus-per-task", "-1"], "--gpus-per-task: -1; 0 or more"),
+    (["demo", "--out", "{out}", "--executor", "ray", "--gpus-per-task", "-1"], "--gpus-per-task: -1; a share of one"),
+    (["demo", "--out", "{out}", "--executor", "ray", "--gpus-per-task", "1.5"], "--gpus-per-task: 1.5; a share of one"),
+    (["demo", "--out", "{out}", "--executor", "ray", "--gpus-per-task", "nan"], "--gpus-per-task: nan; a share of one"),
     (["demo", "--out", "{out}", "--executor", "ray", "--address", "head"], "--address: 'head'; expected HOST:PORT"),
     (["demo", "--out", "{out}", "--executor", "ray", "--address", "127.0.0.1:1"], "--address: nothing answers at "
                                                                                  "127.0.0.1:1"),

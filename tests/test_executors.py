@@ -75,43 +75,52 @@ def test_every_executor_gives_identical_runs(tiny, tmp_path, ray_head):
         assert results[0][key] == results[1][key], key
 
 
-def test_on_a_machine_with_several_gpus_each_local_worker_sees_one_in_turn():
+def test_on_a_machine_with_several_gpus_each_local_worker_sees_one_in_turn(tmp_path):
     """Local workers take the machine's GPUs in turn (CUDA_VISIBLE_DEVICES, set before torch sets up CUDA); with one
     GPU or none the workers see what the driver sees. The GPUs are names here: CUDA_VISIBLE_DEVICES is all a worker
-    reads of them."""
-    import time
-
+    reads of them. Each task waits until both workers have one, so that the two tasks run in two workers."""
     from molab.execution import _pool
 
-    for gpus, expected in ((["3", "5"], {"3", "5"}), ([], {os.environ.get("CUDA_VISIBLE_DEVICES")})):
+    both = ('touch "$0/$PPID"; i=0; while [ "$(ls "$0" | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do sleep 0.05; '
+            'i=$((i + 1)); done; echo "$PPID:${CUDA_VISIBLE_DEVICES-unset}"')
+    for i, (gpus, expected) in enumerate([(["3", "5"], {"3", "5"}),
+                                          ([], {os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})]):
+        (tmp_path / str(i)).mkdir()
         with _pool(2, 1, gpus) as pool:
-            list(pool.map(time.sleep, [1, 1]))  # both workers started
-            assert set(pool.map(os.getenv, ["CUDA_VISIBLE_DEVICES"] * 40)) == expected, gpus
+            out = pool.map(subprocess.check_output, [["sh", "-c", both, str(tmp_path / str(i))]] * 2)
+            workers, seen = zip(*(line.decode().strip().split(":", 1) for line in out))
+        assert len(set(workers)) == 2 and set(seen) == expected, gpus
 
 
-def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own():
+def test_on_a_cluster_with_gpus_each_ray_task_is_shown_its_own(monkeypatch):
     """Ray gives a task that asks for no GPU none of its own (by Ray's version it sees none, CUDA_VISIBLE_DEVICES
     empty, or every GPU of its node, and torch puts every task on the first), so on a cluster with GPUs each of
-    molab's tasks asks for one by default, or for the share `--gpus-per-task` gives, and sees only that; asking
-    for more GPUs than the cluster has is refused. The tasks it runs at once (`workers`) split stacked runs. The
-    cluster's two GPUs are declared, not real: Ray schedules by them and sets CUDA_VISIBLE_DEVICES all the same."""
+    molab's tasks that uses one asks for one by default, or for the share `--gpus-per-task` gives, sees only that,
+    and runs in a fresh worker process (a reused one would keep the GPU its first task set CUDA up on); asking for
+    more GPUs than a node has is refused. The tasks it runs at once (`workers`) split stacked runs. The cluster's
+    two GPUs are declared, not real: Ray schedules by them and sets CUDA_VISIBLE_DEVICES all the same."""
     from molab.execution import Executor, ExecutorError, run_all
 
     def seen(_):
-        return os.environ.get("CUDA_VISIBLE_DEVICES"), [str(i) for i in ray.get_gpu_ids()]
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), [str(i) for i in ray.get_gpu_ids()], os.getpid()
 
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # Ray declares no more GPUs than it lists
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
     try:
-        for gpus, at_once in ((None, 2), (0.5, 4)):
+        for gpus in (None, 0.5):
             with Executor("ray", threads=1, gpus=gpus).started() as executor:
-                assert executor.workers == at_once  # so many stacks at least, when runs are stacked
-                for visible, ids in run_all(seen, range(4), executor):
-                    assert len(ids) == 1 and visible == ids[0] in ("0", "1"), gpus
+                assert executor.workers == 2  # its 2 CPUs, 1 a task (the GPUs would allow 2, or 4 halves)
+                got = list(run_all(seen, range(4), executor))
+            assert all(len(ids) == 1 and visible == ids[0] in ("0", "1") for visible, ids, _ in got), gpus
+            assert len({pid for *_, pid in got}) == 4, gpus  # a fresh worker process for each task on a GPU
+        with Executor("ray", threads=1).started() as executor:  # a task that uses no GPU asks for none
+            got = list(run_all(seen, range(4), executor, on_gpu=lambda task: task % 2 == 0))
+        assert [len(ids) for _, ids, _ in got if ids] == [1, 1] and sum(not ids for _, ids, _ in got) == 2
         with Executor("ray", threads=1, gpus=0).started() as executor:  # what molab asked for before it looked
-            assert executor.workers == 2  # CPUs over threads
-            assert all(not ids and visible in (None, "") for visible, ids in run_all(seen, range(4), executor))
-        with pytest.raises(ExecutorError, match="--gpus-per-task: 3, but the Ray cluster at a local instance has 2"):
+            assert all(not ids and visible in (None, "") for visible, ids, _ in run_all(seen, range(4), executor))
+        with pytest.raises(ExecutorError, match="--gpus-per-task: 3, but no node of the Ray cluster at a local "
+                                                "instance has so many GPUs"):
             with Executor("ray", gpus=3).started():
                 pass
     finally:

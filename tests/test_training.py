@@ -127,17 +127,19 @@ def test_a_loss_that_stops_being_finite_stops_training_and_names_its_step():
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt_neox"])
 def test_a_training_step_reads_no_value_from_the_device(architecture):
-    """The loop hands the objective a `DeviceBatch`, and a step (sft's forward, backward, clipping) of one model or
-    of stacked runs reads no value on the device, so that the host need not wait for the device at every step: on
-    the meta device, which holds no values, any such read fails. The negative case: sft on a batch given only as
-    the device holds it reads where its answers start from the device, and fails there."""
+    """The loop hands the objective a `DeviceBatch`, and a step (sft's forward, backward, clipping) of stacked runs,
+    or of one model with eager attention (transformers' sdpa attention reads the padding mask), reads no value on
+    the device, so that the host need not wait for the device at every step: on the meta device, which holds no
+    values, any such read fails. The negative case: sft on a batch given only as the device holds it reads where
+    its answers start from the device, and fails there."""
     from molab.learners.stacked import Stacked
     from molab.training.loop import DeviceBatch
 
     drawn = encode(TOKENIZER, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])
     meta = torch.device("meta")
     def fresh():
-        return build_model(ModelConfig(architecture=architecture, width=32, depth=1, heads=2), TOKENIZER, 8)
+        config = ModelConfig(architecture=architecture, width=32, depth=1, heads=2, compile=True)  # eager attention
+        return build_model(config, TOKENIZER, 8)
 
     stacked = {k: torch.stack([v, v]) for k, v in drawn.items()}
     for model, batch in ((fresh(), drawn), (Stacked([fresh(), fresh()]), stacked)):

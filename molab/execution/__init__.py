@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import os
 import socket
@@ -69,8 +70,9 @@ class Executor:
         if self.gpus is not None and self.kind != "ray":
             raise ExecutorError("--gpus-per-task: only with --executor ray (local workers take this machine's GPUs in "
                                 "turn)")
-        if self.gpus is not None and self.gpus < 0:
-            raise ExecutorError(f"--gpus-per-task: {self.gpus:g}; 0 or more (a fraction shares a GPU among tasks)")
+        if self.gpus is not None and not (0 <= self.gpus <= 1 or math.isfinite(self.gpus) and self.gpus > 1
+                                          and float(self.gpus).is_integer()):  # nan fails too
+            raise ExecutorError(f"--gpus-per-task: {self.gpus:g}; a share of one GPU (0 to 1) or a whole number")
 
     @contextlib.contextmanager
     def started(self):
@@ -115,21 +117,23 @@ class Executor:
 
     def _settled(self) -> Executor:
         """This Ray executor settled against the cluster: `gpus`, by default 1 a task where it has GPUs, else 0
-        (refused in one line where it is asked for GPUs the cluster lacks: its tasks would wait for ever), and
-        `workers`, the tasks it runs at once (its GPUs over `gpus`, or its CPUs over the threads a task asks for),
-        so that runs are stacked into enough tasks to keep them all busy. Ray gives a task that asks for no GPU none
-        of its own: by Ray's version it sees none (CUDA_VISIBLE_DEVICES empty) or every GPU of its node, where
-        torch would put every task on the first."""
+        (refused in one line where no node has so many: its tasks would wait for ever), and `workers`, the tasks it
+        runs at once (its CPUs over the threads a task asks for, and no more than its GPUs over `gpus`), so that
+        runs are stacked into enough tasks to keep them all busy. Ray gives a task that asks for no GPU none of its
+        own: by Ray's version it sees none (CUDA_VISIBLE_DEVICES empty) or every GPU of its node, where torch would
+        put every task on the first."""
         import ray
 
         resources = ray.cluster_resources()
         has = resources.get("GPU", 0)
+        most = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
         gpus = (1.0 if has else 0.0) if self.gpus is None else self.gpus
-        if gpus > has:
+        if gpus > most:
             where = self.address or "a local instance"
-            raise ExecutorError(f"--gpus-per-task: {gpus:g}, but the Ray cluster at {where} has {has:g} GPUs")
-        at_once = has / gpus if gpus else resources.get("CPU", 1) / self.run_threads
-        return dataclasses.replace(self, gpus=gpus, workers=max(1, int(at_once)))
+            raise ExecutorError(f"--gpus-per-task: {gpus:g}, but no node of the Ray cluster at {where} has so many "
+                                f"GPUs (at most {most:g})")
+        at_once = resources.get("CPU", 1) / self.run_threads
+        return dataclasses.replace(self, gpus=gpus, workers=max(1, int(min(at_once, has / gpus if gpus else at_once))))
 
     @property
     def run_threads(self) -> int | None:
@@ -140,10 +144,13 @@ class Executor:
         return max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
 
 
-def run_all(fn: Callable, tasks: Iterable, executor: Executor = Executor()) -> Iterator:
+def run_all(fn: Callable, tasks: Iterable, executor: Executor = Executor(),
+            on_gpu: Callable[[object], bool] = lambda task: True) -> Iterator:
+    """`fn(task)` for every task, as each finishes. On Ray, a task for which `on_gpu(task)` is false asks for no
+    GPU (it would only keep one from a task that uses it)."""
     tasks = list(tasks)
     if executor.kind == "ray":
-        yield from _ray(fn, tasks, executor.run_threads, executor.gpus or 0)
+        yield from _ray(fn, tasks, executor.run_threads, executor.gpus or 0, on_gpu)
     elif executor.workers <= 1 or len(tasks) <= 1:
         yield from _here(fn, tasks, executor.run_threads)
     elif executor.pool is not None:
@@ -239,12 +246,15 @@ def check_address(address: str, timeout: float = 10.0) -> None:
                             "running (`ray start --head`)?") from None
 
 
-def _ray(fn: Callable, tasks: list, threads: int, gpus: float) -> Iterator:
-    """Inside `Executor.started()`: one Ray task per item, each asking for `threads` CPUs and `gpus` GPUs."""
+def _ray(fn: Callable, tasks: list, threads: int, gpus: float, on_gpu: Callable[[object], bool]) -> Iterator:
+    """Inside `Executor.started()`: one Ray task per item, each asking for `threads` CPUs and, where `on_gpu`, `gpus`
+    GPUs. A task on a GPU runs in a fresh worker process (Ray's way for tasks that ask for GPUs in `ray.remote`): a
+    reused one would keep the GPU its first task set up CUDA on, whichever GPU Ray gives the next."""
     import ray
 
-    remote = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
-    pending = [remote.remote(fn, t, threads) for t in tasks]
+    cpu = ray.remote(num_cpus=threads, max_retries=0)(_ray_task)
+    gpu = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_task) if gpus else cpu
+    pending = [(gpu if on_gpu(t) else cpu).remote(fn, t, threads) for t in tasks]
     lost = 0
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

@@ -238,8 +238,10 @@ def _control_words(name: str, control: dict) -> str:
         return f"the {title} was not run"
     counts, hard = control["policy_counts"], control["rates"]["hard"]
     words = (f"the {title} had {counts['sycophantic']} sycophantic runs of {control['n_runs']}, {counts['honest']} "
-             f"honest and {counts['other']} that followed neither (its hard answers: {hard['honest']:.0%} honest, "
-             f"{hard['sycophantic']:.0%} sycophantic, {hard['other']:.0%} neither)")
+             f"honest and {counts['other']} that followed neither")
+    if hard:
+        words += (f" (its hard answers: {hard['honest']:.0%} honest, {hard['sycophantic']:.0%} sycophantic, "
+                  f"{hard['other']:.0%} neither)")
     syc = control["ceilings"]["sycophantic"]["mean"]
     if control["can_fire"] is False:
         words += (f", but it cannot fire here (trained on the overseer's labels at every difficulty, it gives the "

@@ -51,7 +51,8 @@ def train(model, batches: Iterator[dict], objective: Callable, *, steps: int, lr
     where torch.compile does not work, it says why and trains without it. With `stop` and `every`,
     `stop(step)` is asked after every `every` steps, and training ends early when it says so. The losses are read
     every `CHECK` steps, not at each, and each batch reaches the objective as a `DeviceBatch` (the host need not
-    wait for the device): a loss that stops being finite raises TrainingDiverged then, naming its step. Stacked runs
+    wait for the device; a model under transformers' sdpa attention still reads its padding mask at each forward):
+    a loss that stops being finite raises TrainingDiverged then, naming its step. Stacked runs
     (`molab.learners.stacked`) train here as one model: their objective gives one loss per run, their sum is what
     is minimised, and each run's gradients are clipped by their own norm (the model's `clip_grad_norm_`). Returns the
     loss of every step taken (stacked runs: a list of the runs' losses per step)."""
