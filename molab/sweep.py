@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from molab.analysis.prior_odds import next_pressures
@@ -148,6 +149,8 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Execu
         bases.append({"model_seed": setup.cfg.model.seed, "experiment_id": setup.experiment_id,
                       "ceiling_ids": {p: setup.ceiling_id(p) for p in ("honest", "sycophantic")},
                       "capability": capability(setup, path), "capability_curve": capability_curve(path)})
+    if torch.cuda.is_available():  # pretraining's cached blocks, which would keep memory from a worker on this GPU
+        torch.cuda.empty_cache()
     specs = [RunSpec(seed, ceiling=p) for p in ("honest", "sycophantic") for seed in range(cfg.ceiling.seeds)]
     _run_specs(setups, paths, store, specs, executor, progress, None)  # the controls' too: can they fire here?
     scored = load_results(out, cfg.eval)
