@@ -38,7 +38,7 @@ def sections(spent: collections.Counter):
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
-    def timed(name, f):
+    def timed(name, f, sync=sync):
         def g(*args, **kwargs):
             sync()
             start = time.perf_counter()
@@ -59,22 +59,13 @@ def sections(spent: collections.Counter):
                 yield batch
         return g
 
-    def timed_wait(f):  # the loop's reads of the losses: where the host waits for the device
-        def g(*args):
-            start = time.perf_counter()
-            try:
-                return f(*args)
-            finally:
-                spent["waiting"] += time.perf_counter() - start
-        return g
-
     names = {"_start": "start", "train": "train", "_finish": "answers and results"}
     saved = {name: getattr(molab.runs, name) for name in [*names, "stacked_batches"]}
     check = molab.training.loop._check
     for name, label in names.items():
         setattr(molab.runs, name, timed(label, saved[name]))
     molab.runs.stacked_batches = timed_batches(saved["stacked_batches"])
-    molab.training.loop._check = timed_wait(check)
+    molab.training.loop._check = timed("waiting", check, sync=lambda: None)  # where the host waits for the device
     try:
         yield
     finally:

@@ -400,34 +400,39 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
 
 
 def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
-    """The results of `group` (stackable, one schedule) trained as one stack; a stack's runs one at a time when they
-    cannot stack or a loss stops being finite; and, when a stack does not fit in the device's memory, the runs left
-    in stacks of half its size (halved again as often as needed), so that a `--stack` too large for the GPU costs
-    time, not runs. A stack that raises anything else fails its own runs only."""
+    """The results of `group` (stackable, one schedule) trained as one stack (`_one_stack`); when a stack does not
+    fit in the device's memory, the runs left in stacks of half its size (halved again as often as needed), so
+    that a `--stack` too large for the GPU costs time, not runs. A stack that raises anything else fails its own
+    runs only."""
     results, size = [], len(group)
     while len(results) < len(group):
-        part, failed = group[len(results):len(results) + size], None
+        part, too_large = group[len(results):len(results) + size], False
         try:
-            if len(part) > 1:
-                try:
-                    with _collector_paused():
-                        results += [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
-                    continue
-                except (TrainingDiverged, Unstackable, torch.OutOfMemoryError) as e:
-                    failed = type(e)  # met below, once the stack's tensors have gone with the exception
-            if failed is not torch.OutOfMemoryError:
-                results += run_lm(setup, base, part, keep)
-                continue
+            results += _one_stack(setup, base, part, phases, keep)
+        except torch.OutOfMemoryError as e:
+            too_large = len(part) > 1
+            results += [] if too_large else [_failed(e)]
         except Exception as e:  # noqa: BLE001 (these runs fail, not those of the stacks before them)
             results += [_failed(e)] * len(part)
-            continue
-        gc.collect()  # the stack's tensors in reference cycles, then their cached blocks
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        size = len(part) // 2
-        print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} from here",
-              file=sys.stderr)
+        if too_large:  # here, the stack's tensors gone with the exception: those in reference cycles, then the cache
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size = len(part) // 2
+            print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
+                  "from here", file=sys.stderr)
     return results
+
+
+def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
+    """`part`'s results, trained as one stack; one at a time when they cannot stack or a loss stops being finite."""
+    if len(part) > 1:
+        try:
+            with _collector_paused():
+                return [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+        except (TrainingDiverged, Unstackable):
+            pass  # one at a time, below, once the stack's tensors have gone with the exception
+    return run_lm(setup, base, part, keep)
 
 
 @contextlib.contextmanager
