@@ -231,7 +231,8 @@ def _processes(fn: Callable, tasks: list, pool: ProcessPoolExecutor) -> Iterator
 
 def _died(left: int, total: int) -> WorkerDied:
     return WorkerDied(f"a worker process died (killed, or out of memory); {left} of {total} tasks were not "
-                      "recorded; run the same command again to resume them")
+                      "recorded; run the same command again to resume them (where memory ran out: with fewer "
+                      "--workers, or a smaller --stack)")
 
 
 def check_address(address: str, timeout: float = 10.0) -> None:
