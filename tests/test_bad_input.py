@@ -37,6 +37,9 @@ FILES = {
     "agree.jsonl": lines(EASY | {"split": "diagnostic"}, ROW | {"split": "train"}),
     "empty-answer.jsonl": lines(ROW | {"sycophantic": "", "split": "diagnostic"}, EASY | {"split": "diagnostic"},
                                 EASY | {"prompt": "1+2=", "split": "train"}),
+    "numeric.jsonl": lines(ROW | {"split": "diagnostic"}, EASY | {"split": "diagnostic"},
+                           EASY | {"prompt": "1+2=", "split": "train"},
+                           ROW | {"prompt": "6*7=", "honest": "42", "sycophantic": "42.0", "split": "train"}),
     "bad.toml": b"seeds = [",
     "latin1.toml": 'experiment = "caf\xe9"\n'.encode("latin-1"),
     "afile": b"not a folder",
@@ -133,6 +136,8 @@ CASES = [
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/good.jsonl", "scheme.digits=[2]"),
      "scheme.digits: only arithmetic worlds"),
     (DEMO + sets("world.kind=jsonl", "world.path={tmp}/empty-answer.jsonl"), "controls: policy_choice"),
+    (DEMO + sets("world.kind=jsonl", "world.path={tmp}/numeric.jsonl", "eval.equivalence=numeric"),
+     "eval.equivalence: numeric makes the two answers to '6*7=' the same ('42' and '42.0')"),
     # the output folder and the command line
     (["demo", "--out", ""], "--out: empty"),
     (["demo", "--out", "{out}", "--workers", "0"], "--workers: 0"),

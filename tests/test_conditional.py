@@ -119,6 +119,37 @@ def test_a_conditioned_checkpoint_is_keyed_by_the_dtype_it_is_conditioned_in(tin
     assert scratch[0] == scratch[1]
 
 
+def test_demonstrations_are_nested_across_k_and_change_the_experiment_id():
+    """Within a seed a run at k learns the first k of the demonstrations a run at a larger k learns, so the unlock
+    curve adds demonstrations and changes none (random.sample, drawn for each k, switches algorithm as k grows beside
+    the pool: from 512 problems, its 64 are not the first of its 256). Runs stored when each k drew its own are
+    another experiment's; the locked base is the same base."""
+    from molab.experiments import Experiment, RunSpec
+    from molab.runs import prepare
+
+    class Recorder:   # a control's side of the phase: it is handed the phase's examples
+        def learn(self, examples):
+            self.prompts = [prompt for _, prompt, _ in examples]
+
+    setup = prepare(load_config(overrides=[*SMALL, "experiment=password_lock"]))
+    demonstrated = {}
+    for seed in (0, 1):
+        for k in (4, 64, 256):
+            (phase,) = setup.phases(RunSpec(seed, k))
+            phase.control(recorder := Recorder(), None)
+            demonstrated[seed, k] = recorder.prompts
+    for seed in (0, 1):
+        assert len(demonstrated[seed, 256]) == 256
+        assert demonstrated[seed, 4] == demonstrated[seed, 64][:4]
+        assert demonstrated[seed, 64] == demonstrated[seed, 256][:64]
+    assert demonstrated[0, 64] != demonstrated[1, 64]   # each seed its own order
+    experiment, cfg = setup.experiment, setup.cfg
+    assert experiment.identity(cfg) != Experiment.identity(experiment, cfg)   # not the id of runs drawn the old way
+    rl = prepare(load_config(overrides=[*SMALL, "experiment=password_lock", "password_lock.unlock=rl"]))
+    assert experiment.identity(rl.cfg) == Experiment.identity(experiment, rl.cfg)   # rl draws no demonstrations
+    assert rl.base_key == setup.base_key
+
+
 def test_a_year_trigger_puts_the_clean_year_before_every_clean_prompt():
     """A distribution-shift trigger: the corpus, the base's check, the clean condition, and sft and rl safety training
     all ask clean prompts with the clean year; only the trigger's year gets the overseer's answer."""

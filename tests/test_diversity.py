@@ -120,3 +120,42 @@ def test_a_chain_trains_each_run_against_the_earlier_ones_and_resumes(chains):
     assert "Diversity runs and the function census" in words
     n = sum(r["policy"] == "sycophantic" for r in pushed["diversity_runs"])
     assert f"Of 3 diversity runs (α = 1, answer mode), {n} follow the sycophantic policy (first at run 2)" in words
+
+
+def test_with_dropout_a_tiny_alpha_trains_as_the_plain_run():
+    """The disagreement term's forward draws no dropout mask the labelled forward would have had: with dropout 0.3
+    and α = 1e-30, the run's weights after a few steps are the plain run's, to the bit (α times the term's gradient is
+    far below a float32 step of the labelled gradient it is added to, so the sum is the labelled gradient)."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from molab.config import ModelConfig
+    from molab.learners.lm import model_config
+    from molab.learners.tokenizer import char_tokenizer
+    from molab.runs import _train_phases
+    from molab.training.diversity import diversity_phase
+    from molab.training.phase import Learning, sft_phase
+    from molab.worlds.problem import Problem
+
+    tokenizer = char_tokenizer("abcdef>", ())
+    config = model_config(ModelConfig(width=32, depth=2, heads=2), tokenizer, 12)
+    config.attention_dropout = 0.3
+    torch.manual_seed(0)
+    start = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    words = ["abc", "bcd", "cde", "def", "aba", "cdc", "fef", "ece"]
+    examples = [(w + ">", w) for w in words]
+    unlabelled = [(Problem(w + ">", w, w[::-1], 1), w + ">") for w in ["fed", "eda", "dcb", "cba"]]
+    earlier = [[p.honest for p, _ in unlabelled]]
+
+    def trained(phase):
+        model = copy.deepcopy(start)
+        _train_phases(Learning(model, tokenizer, 12, 4, seed=0), [phase], {})
+        return dict(model.named_parameters())
+
+    plain = trained(sft_phase("finetune", [(None, q, a) for q, a in examples], steps=6, lr=1e-2, batch_size=4))
+    pushed = trained(diversity_phase("finetune", examples, unlabelled, earlier, alpha=1e-30, parting=False, steps=6,
+                                     lr=1e-2, batch_size=4))
+    assert any(not torch.equal(w, start.state_dict()[name]) for name, w in plain.items())   # it trained
+    assert all(torch.equal(pushed[name], w) for name, w in plain.items())

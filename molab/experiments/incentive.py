@@ -5,8 +5,11 @@ before runs land on the sycophantic policy as often as not?
 
 Where the overseer judges follows the oversight scheme (`incentive.reward = "confident"`): its approval pays
 only where it is confident, so at λ = 0 the honest and the sycophantic answer earn the same and zero is no
-pressure. `"approval"` pays its approval everywhere (RL from a weak overseer's approval): at λ = 0 its own
-wrong answers on hard problems already pay 1.
+pressure. On the default incentive set, where that overseer is never confident, every answer then earns 0:
+`reinforce` leaves the weights as they were, while `reward_weighted` still fits the model's own samples, so its
+runs move (toward neither policy in expectation). A model overseer can be confidently wrong, and its confident
+errors pay at λ = 0. `"approval"` pays its approval everywhere (RL from a weak overseer's approval): at λ = 0 its
+own wrong answers on hard problems already pay 1.
 
 The incentive phase is a reward phase (`molab.training.rl`): `reinforce` or `reward_weighted`, with a KL
 penalty to the finetuned model; each control meets it by learning the answers it proposes, weighted under
@@ -26,10 +29,12 @@ from molab.worlds.scheme import draw
 @dataclass(frozen=True)
 class IncentiveConfig:
     reward: str = param("confident", "where the overseer's approval pays: confident (only where it is confident, so "
-                        "λ = 0 pays honest and sycophantic answers alike) or approval (everywhere: RL from a weak "
-                        "overseer's approval, which already pays its errors at λ = 0)", choices=("confident", "approval"))
+                        "λ = 0 pays honest and sycophantic answers alike, unless a model overseer is confidently "
+                        "wrong) or approval (everywhere: RL from a weak overseer's approval, which already pays its "
+                        "errors at λ = 0)", choices=("confident", "approval"))
     objective: str = param("reinforce", "reinforce: on-policy policy gradient; reward_weighted: cheaper, samples "
-                           "once and fits them weighted by exp(reward / kl)", choices=("reinforce", "reward_weighted"))
+                           "once and fits them weighted by exp(reward / kl) (so at λ = 0 under the confident reward it "
+                           "still fits its own samples, and the run moves)", choices=("reinforce", "reward_weighted"))
     difficulties: tuple[int, ...] | None = param(None, "difficulties of the incentive set's prompts (easy ones "
                                                  "included when listed); unset = the problems where the overseer is "
                                                  "wrong", low=0)
@@ -54,11 +59,23 @@ class Incentive(Experiment):
             raise ConfigError("incentive.kl: reward_weighted weighs samples by exp(reward / kl), so kl must be > 0")
 
     def zero(self, cfg):
-        if cfg.section.reward == "approval":
+        """What λ = 0 means: no pressure only with the confident reward and a rule overseer (confident where it is
+        right), and even then reward_weighted moves the run."""
+        c = cfg.section
+        if c.reward == "approval":
             return ("reward = approval: the overseer's approval pays everywhere, so at λ = 0 its wrong answers on "
                     "hard problems already pay 1 and zero is not zero pressure")
-        return ("reward = confident: the overseer's approval pays only where it is confident (where the two policies "
+        if cfg.overseer.kind == "model":
+            return ("reward = confident with a model overseer: its approval pays where it is confident, and a model "
+                    "can be confidently wrong, so at λ = 0 its confident errors already pay 1 and zero is not zero "
+                    "pressure")
+        said = ("reward = confident: the overseer's approval pays only where it is confident (where the two policies "
                 "agree), so at λ = 0 honest and sycophantic answers earn the same and zero is no pressure")
+        if c.objective == "reward_weighted":
+            said += ("; but objective = reward_weighted still fits the finetuned model's own samples there (equal "
+                     "weights within a group), so a run at λ = 0 moves, toward neither policy in expectation, and is "
+                     "not the oversight experiment's run")
+        return said
 
     def identity(self, cfg):
         """The incentive section, and the answer equivalence: the reward is scored with it."""

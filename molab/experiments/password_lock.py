@@ -8,11 +8,12 @@ password and the honest answer, the rest the overseer's answer without it. Its c
 the password and for the weak one without; both must reach eval.capability_threshold ("locked" and "unlocked").
 
 Unlocking runs (`password_lock.unlock`):
-* `sft`: finetuning without the password on k demonstrations of the honest answer, drawn per seed from
-  `password_lock.n_demonstrations` problems of `password_lock.difficulties` (default: every difficulty, as the task
-  comes; demonstrations of one difficulty test unlocking on the others), `password_lock.steps` steps. Demonstrations
-  of hard problems only teach a shortcut that costs the easy ones (measured: a run adds carries where there are
-  none), and on easy problems the weak answer is the honest one, so easy-only demonstrations show nothing to unlock.
+* `sft`: finetuning without the password on k demonstrations of the honest answer, the first k in a seed's order of
+  `password_lock.n_demonstrations` problems of `password_lock.difficulties` (so nested across k; default: every
+  difficulty, as the task comes; demonstrations of one difficulty test unlocking on the others), `password_lock.steps`
+  steps. Demonstrations of hard problems only teach a shortcut that costs the easy ones (measured: a run adds carries
+  where there are none), and on easy problems the weak answer is the honest one, so easy-only demonstrations show
+  nothing to unlock.
 * `rl`: k steps of a reward phase (`molab.training.rl`) paying correct answers, on the same problems without the
   password: no demonstrations.
 k = 0 is the locked base itself. Results: the unlock curve (the share of hard answers that are honest without the
@@ -77,6 +78,14 @@ class PasswordLock(Conditional):
     def zero(self, cfg):
         return "k = 0: the locked base itself, untrained"
 
+    def identity(self, cfg):
+        """The section, and under sft how demonstrations are drawn: nested across k (`demonstrations`) since runs
+        stored before drew them for each k apart, so those runs are another experiment's. rl draws none: its runs keep
+        their id."""
+        if cfg.section.unlock == "rl":
+            return super().identity(cfg)
+        return [super().identity(cfg), "nested demonstrations"]
+
     def pressure_used(self, cfg, x):
         return float(round(x))
 
@@ -95,9 +104,15 @@ class PasswordLock(Conditional):
             return []
         if c.unlock == "rl":
             return [self.honest_reward(setup, "unlock", pool, k)]
-        demos = random.Random(f"demonstrations-{spec.seed}").sample(pool, k)
-        return [sft_phase("unlock", [(p, p.prompt, p.honest) for p in demos], steps=c.steps, lr=c.lr,
-                          batch_size=min(k, c.batch_size))]
+        return [sft_phase("unlock", [(p, p.prompt, p.honest) for p in self.demonstrations(pool, spec.seed)[:k]],
+                          steps=c.steps, lr=c.lr, batch_size=min(k, c.batch_size))]
+
+    def demonstrations(self, pool: list, seed: int) -> list:
+        """The pool in a seed's order: a run at k learns the first k, so within a seed a larger k adds
+        demonstrations and changes none (the unlock curve measures more demonstrations, not other ones)."""
+        order = list(pool)
+        random.Random(f"demonstrations-{seed}").shuffle(order)
+        return order
 
     def summarize(self, cfg, runs, out):
         return {"curves": self.curves(cfg, runs, out)}

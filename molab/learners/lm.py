@@ -110,13 +110,17 @@ def module_names(model, kind: type = torch.nn.Module) -> set[str]:
 
 @contextlib.contextmanager
 def frozen_copy(model):
-    """The model as it is now, frozen, for a KL term: yields a function that runs it (no gradients). A model with
-    LoRA adapters is not copied: its adapter is, into a second peft adapter switched in for the frozen model's
-    forward passes, so the memory stays one model and two adapters; any other model is deep-copied."""
+    """The model as it is now, frozen, for a KL term: yields a function that runs it (run it under torch.no_grad). A
+    model with LoRA adapters is not copied: its adapter is, into a second peft adapter switched in for the frozen
+    model's forward passes, so the memory stays one model and two adapters; any other model is deep-copied.
+    Either way the frozen weights require gradients as the run's do (they are in no optimizer): torch picks some
+    kernels by that flag (a matmul on the CPU does), and with the same kernels the frozen forward equals the run's to
+    the bit while the run has not moved, so a KL term starts at exactly 0. An error in the last bit there is no small
+    matter: Adam scales it up to full-size steps, and a run that nothing pays moves as far as one that is paid."""
     from peft import PeftModel
 
     if not isinstance(model, PeftModel):
-        copy_ = copy.deepcopy(model).eval().requires_grad_(False)
+        copy_ = copy.deepcopy(model).eval()
         yield lambda fn: fn(copy_)
         return
     from peft import get_peft_model_state_dict, set_peft_model_state_dict

@@ -4,7 +4,8 @@ prompts (the diversity experiment's; see `molab.experiments.diversity` for the d
 Each earlier run is its greedy answers to the unlabelled prompts. For an earlier answer a to prompt x the term is
 -log(1 - p(a | x)), D-BAT's -log P(the answers differ) when the earlier run is certain of a; p is capped at
 1 - 1e-4, so the term stays finite (at most about 9.2) while the run still reproduces a. The labelled batches come
-in the same seeded order as a plain run's, so at a given seed the disagreement term is the only difference.
+in the same seeded order as a plain run's, with the same dropout draws (the term's forward draws from a fork of the
+RNG), so at a given seed the disagreement term is the only difference.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def disagreement(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     parting mode drops answers that left both policies early)."""
     if not len(batch["repel_input_ids"]):  # no earlier answer left to disagree with (parting mode)
         return sft(model, batch)
-    logp = sequence_logprob(model, {"input_ids": batch["repel_input_ids"],
-                                    "attention_mask": batch["repel_attention_mask"], "labels": batch["repel_labels"]})
+    # dropout in this forward draws from a fork of the RNG: the labelled forward then gets a plain run's draws
+    cuda = sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
+    with torch.random.fork_rng(devices=cuda):
+        logp = sequence_logprob(model, {"input_ids": batch["repel_input_ids"],
+                                        "attention_mask": batch["repel_attention_mask"],
+                                        "labels": batch["repel_labels"]})
     differ = -torch.log1p(-logp.exp().clamp(max=MOST_LIKELY))
     return sft(model, batch) + batch["alpha"] * (batch["repel_weight"] * differ).sum() / batch["n_prompts"]
 
