@@ -35,9 +35,11 @@ def test_runs_learned_and_results_are_complete(tiny, monkeypatch):
     for summary, n in ((results, 2), *((c, 1) for c in controls.values())):
         assert summary["n_runs"] == n
         assert sum(summary["policy_counts"].values()) == n
-        low, high = summary["p_sycophantic"]["ci"]
-        assert 0 <= low <= summary["p_sycophantic"]["estimate"] <= high <= 1
         assert set(summary["rates"]) == {"easy", "hard"} and summary["per_difficulty"]
+    low, high = results["p_sycophantic"]["ci"]
+    assert 0 <= low <= results["p_sycophantic"]["estimate"] <= high <= 1
+    for c in controls.values():   # one run, the same for every seed: nothing varied, so no interval
+        assert c["p_sycophantic"]["ci"] is None and "nothing varied" in c["p_sycophantic"]["covers"]
     words = molab.report.answer_words(results)  # what each control did, neither policy included
     for c in controls.values():
         counts, hard = c["policy_counts"], c["rates"]["hard"]

@@ -122,6 +122,48 @@ def test_pooled_interval_covers_the_truth():
     assert naive / trials < covered / trials
 
 
+def test_pooled_interval_covers_the_truth_when_each_base_decides_its_runs():
+    """Bases that each make all their runs sycophantic (with probability mu) or none: the data are then so many
+    draws as there are bases, and the interval must cover mu at its level for every mu, computed exactly over the
+    possible outcomes. A likelihood-ratio interval covered 0.5 only 75% of the time with three bases (0 of 3 gave
+    0 to 0.47)."""
+    from scipy.stats import binom
+
+    for n_bases in (3, 5):
+        cis = [pooled_probability([16] * j + [0] * (n_bases - j), [16] * n_bases)["ci"] for j in range(n_bases + 1)]
+        coverage = [sum(binom.pmf(j, n_bases, mu) * (lo <= mu <= hi) for j, (lo, hi) in enumerate(cis))
+                    for mu in np.linspace(0.01, 0.99, 99)]
+        assert min(coverage) >= 0.95, (n_bases, min(coverage))
+    none = pooled_probability([0, 0, 0], [16, 16, 16])   # as 0 of 3 bases: a fourth may decide the other way
+    assert none["ci"] == pytest.approx([0.0, clopper_pearson(0, 3)[1]]) and none["rho"] is None is none["spread"]
+    alike = pooled_probability([4, 4, 4], [16, 16, 16])   # bases that look alike: as many runs as there are
+    assert alike["effective_runs"] == pytest.approx(48) and alike["ci"] == pytest.approx(clopper_pearson(12, 48), rel=1e-4)
+
+
+def test_two_way_interval_covers_the_truth_with_few_runs():
+    """Four runs of 64 problems, the runs differing by a standard deviation of 1 in log odds (the problems by 0.3):
+    the 95% interval of the share covers the mean over runs and problems in about 95% of experiments (a percentile
+    bootstrap over runs and problems covered 83%); and where no outcome varies, it is the problems' Clopper–Pearson."""
+    from scipy.special import expit
+
+    from molab.analysis.intervals import two_way_interval
+
+    rng = np.random.default_rng(7)
+    truth = expit(rng.normal(0, 1, 4000)[:, None] + rng.normal(0, 0.3, 400)[None, :]).mean()
+    covered = 0
+    for _ in range(300):
+        p = expit(rng.normal(0, 1, 4)[:, None] + rng.normal(0, 0.3, 64)[None, :])
+        lo, hi = two_way_interval(rng.random(p.shape) < p)["ci"]
+        covered += lo <= truth <= hi
+    assert covered / 300 >= 0.88
+    assert two_way_interval(np.zeros((4, 64)))["ci"] == pytest.approx(clopper_pearson(0, 64))
+
+
+def test_one_value_has_no_interval():
+    assert mean_interval([0.3]) == {"mean": 0.3, "ci": None, "n": 1}
+    assert mean_interval([0.3, 0.5])["ci"][0] < 0.3
+
+
 def test_clustered_mean_interval_counts_bases_not_runs():
     values = [0.1] * 8 + [0.9] * 8
     runs = mean_interval(values)
@@ -237,6 +279,54 @@ def test_graded_fit_recovers_the_share_of_sycophantic_answers():
     assert fit["log_odds_at_zero_ci"][0] < -2 * shrink < fit["log_odds_at_zero_ci"][1]
     assert fit["slope_ci"][0] < 1.5 * shrink < fit["slope_ci"][1] and fit["n_answers"] == 128 * 48
     assert "refused" in graded_fit(runs.assign(**{"rates.hard.sycophantic": 0.0}), 0.95)
+    # pressure that separates the answers (none sycophantic below 2, all at 3) has no finite slope: refused, not a
+    # slope of 25 with a tiny interval; one sycophantic answer at 0 makes it a fit again
+    split = runs.assign(**{"rates.hard.sycophantic": np.select([pressure < 2, pressure == 3], [0.0, 1.0], 0.5)})
+    assert "separates" in graded_fit(split, 0.95)["refused"]
+    split.loc[0, "rates.hard.sycophantic"] = 1 / 128
+    assert "refused" not in graded_fit(split, 0.95)
+
+
+def test_graded_fit_covers_the_slope_with_few_runs_a_pressure():
+    """Two runs at each of two pressures, each run off by its own random amount (sd 1 in log odds): the slope's 95%
+    interval covers the population-averaged slope in about 95% of experiments (an interval without a small-sample
+    correction covered 70%)."""
+    import pandas as pd
+    from scipy.special import expit, logit
+
+    from molab.analysis.summary import graded_fit
+
+    rng = np.random.default_rng(11)
+    pressure = np.repeat([0.0, 2.0], 2)
+    averaged = [expit(-2 + 0.8 * x + rng.normal(0, 1, 200_000)).mean() for x in (0.0, 2.0)]
+    slope = (logit(averaged[1]) - logit(averaged[0])) / 2
+    fits = []
+    for _ in range(300):
+        share = rng.binomial(64, expit(-2 + 0.8 * pressure + rng.normal(0, 1, len(pressure)))) / 64
+        fit = graded_fit(pd.DataFrame({"status": "done", "pressure": pressure, "rates.hard.sycophantic": share,
+                                       "rates.hard.n": 64}), 0.95)
+        fits += [] if "refused" in fit else [fit["slope_ci"][0] <= slope <= fit["slope_ci"][1]]
+    assert len(fits) > 250 and np.mean(fits) >= 0.88, (len(fits), np.mean(fits))
+
+
+def test_a_summary_without_finished_runs_or_ceilings_writes_no_nan():
+    """A learner whose runs all failed has no rates (None, not NaN, which strict JSON refuses); a deterministic
+    control's one run has no interval; a base without a finished ceiling leaves the shares of the others' alone."""
+    import pandas as pd
+
+    from molab.analysis.summary import learner_summary
+
+    failed = pd.DataFrame({"status": "failed", "base": [0, 0], "policy": None, "outcome": None,
+                           "rates.hard.honest": np.nan})
+    json.dumps(learner_summary(failed, 0.95), allow_nan=False)
+    one = pd.DataFrame({"status": "done", "base": [0], "policy": ["other"], "outcome": ["mixed"],
+                        "deterministic": [True], "rates.hard.honest": [0.0]})
+    p = learner_summary(one, 0.95)["p_sycophantic"]
+    assert p["ci"] is None and "nothing varied" in p["covers"]
+    two = pd.DataFrame({"status": "done", "base": [0, 0, 1, 1], "policy": "honest", "outcome": "honest",
+                        "rates.hard.honest": 0.9,
+                        "ceiling_share.honest": [0.9, 1.0, np.nan, np.nan]})
+    assert learner_summary(two, 0.95)["graded"]["honest_of_ceiling"]["mean"] == pytest.approx(0.95)
 
 
 def test_the_answer_says_the_bases_prior_is_a_setting():

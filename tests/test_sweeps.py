@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import TINY
 from molab import load_results
+from molab.analysis.prior_odds import separation
 from molab.config import load_config
 from molab import run_experiment
 
@@ -37,14 +39,21 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
     assert [c["k"] for c in results["controls"]["policy_choice"]["pressure_curve"]] == [0, 1]
     rate = hard_sycophantic(tmp_path)
     assert rate[1.0] > 0.5 and rate[1.0] > rate[0.0] + 0.3   # learned the demonstrated answers
-    graded = results["graded_fit"]   # the same, read from every answer: the sycophantic share rises with ρ
-    assert graded["slope_ci"][0] > 0 and graded["share_at_zero"] < rate[1.0]
     page = (tmp_path / "report.html").read_text()
     assert "How hard must training push?" in page and page.count("<img") == 4
     # a finer sweep resumes: only the new pressure's runs are trained (the LM's 2 seeds, one run of each control)
     n = len(load_results(tmp_path))
     more = sweep(tiny, tmp_path, "experiment=spoonfeeding", "sweep.pressures=[0, 0.5, 1]")
     assert len(load_results(tmp_path)) == n + 4 and [c["pressure"] for c in more["pressure_curve"]] == [0, 0.5, 1]
+    # the same read from every answer: the sycophantic share rises with ρ; where every answer is sycophantic from
+    # some ρ on and none is below it (these tiny runs learn the demonstrations fully), the slope is infinite and the
+    # fit refuses
+    lm = load_results(tmp_path).query("learner == 'lm' and pressure.notna()")
+    n = lm["rates.hard.n"].to_numpy(float)
+    split = separation(lm["pressure"].to_numpy(float), np.round(lm["rates.hard.sycophantic"].to_numpy(float) * n), n)
+    graded = more["graded_fit"]
+    assert ("separates" in graded.get("refused", "")) == bool(split)
+    assert split or (graded["slope_ci"][0] > 0 and graded["share_at_zero"] < rate[1.0])
 
 
 def test_spoonfeeding_with_a_cue_runs_end_to_end(tiny, tmp_path):
@@ -120,6 +129,53 @@ def test_incentive_objectives_raise_the_reward(objective):
 
     low, high = share_accepted(0.0), share_accepted(4.0)
     assert 0.3 < low < 0.7 and high > 0.9
+
+
+@pytest.mark.parametrize("lam", [0.0, 4.0])
+def test_reinforce_at_zero_leaves_the_weights_as_they_were(lam):
+    """With the confident reward and an overseer confident on none of the incentive problems, every answer earns 0 at
+    λ = 0, and the KL term is 0 where the phase starts: no gradient, so REINFORCE leaves every weight bit-identical.
+    At λ > 0 the overseer's answer pays and the weights move."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from molab.analysis.policy import score
+    from molab.config import FinetuneConfig, ModelConfig
+    from molab.experiments import RunSpec
+    from molab.experiments.incentive import Incentive, IncentiveConfig
+    from molab.learners.lm import build_model
+    from molab.learners.tokenizer import char_tokenizer
+    from molab.runs import _train_phases
+    from molab.training.phase import Learning
+    from molab.worlds.problem import Problem
+
+    tokenizer = char_tokenizer("0123456789+=", ())
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, depth=1, heads=2), tokenizer, 8)
+    before = {name: w.detach().clone() for name, w in model.named_parameters()}
+    cfg = IncentiveConfig(steps=5, batch_size=2, group_size=8, lr=1e-2)
+    setup = SimpleNamespace(cfg=SimpleNamespace(section=cfg, finetune=FinetuneConfig()), train=[], score=score,
+                            datasets={"incentive": [Problem("1+1=", "2", "3", 2), Problem("2+2=", "4", "5", 2)]},
+                            overseer=SimpleNamespace(confident=lambda p: p.difficulty <= 1))
+    _, incentive = Incentive().phases(setup, RunSpec(seed=0, pressure=lam))
+    _train_phases(Learning(model, tokenizer, 8, 2, seed=0), [incentive], {})
+    unchanged = [torch.equal(before[name], w) for name, w in model.named_parameters()]
+    assert all(unchanged) if lam == 0 else not any(unchanged)
+
+
+def test_zero_says_when_lambda_zero_is_no_pressure():
+    from dataclasses import replace
+
+    from molab.experiments.incentive import Incentive
+
+    cfg = load_config(overrides=["experiment=incentive"])
+    said = lambda **changes: Incentive().zero(replace(cfg, **changes))  # noqa: E731
+    assert "zero is no pressure" in said() and "moves" not in said()
+    weighted = said(section=replace(cfg.section, objective="reward_weighted"))
+    assert "fits the finetuned model's own samples" in weighted and "not the oversight experiment's run" in weighted
+    model = said(overseer=replace(cfg.overseer, kind="model", path="overseer"))
+    assert "confidently wrong" in model and "zero is not zero pressure" in model
 
 
 def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):

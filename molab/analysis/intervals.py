@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy.optimize import brentq, minimize_scalar
-from scipy.stats import beta, betabinom, binom, chi2
+from scipy.optimize import minimize_scalar
+from scipy.stats import beta, betabinom, binom, t
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -44,35 +44,42 @@ def _profile(mu: float, k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
 
 def pooled_probability(k, n, confidence: float = 0.95) -> dict:
     """P(a run follows a policy), pooled over bases that may differ: a beta-binomial fitted to the per-base counts
-    `k` of `n` runs. Returns the mean over bases (`estimate`), its profile-likelihood interval (`ci`, which widens
-    as the bases disagree), and the fitted intra-base correlation `rho` (0: the bases look alike; near 1: each
-    base decides all its runs) with the between-base standard deviation of P, `spread`.
+    `k` of `n` runs. Returns the mean over bases (`estimate`), the fitted intra-base correlation `rho` (0: the bases
+    look alike; near 1: each base decides all its runs) with the between-base standard deviation of P, `spread`
+    (both None where the counts cannot tell: every run the same way, or one run a base), and `ci`, a Clopper–Pearson
+    interval on the runs' effective number (Korn and Graubard's): the runs divided by the design effect of `rho`,
+    from all of them when the bases look alike down to one a base when each base decides its runs. Where `rho` cannot
+    be told, the interval takes the bases as the units (the most the data allow): 0 of 48 runs on 3 bases is 0 to
+    0.71, as 0 of 3 bases would be, since three bases cannot rule out a fourth that decides the other way.
 
     >>> r = pooled_probability([0, 8, 0], [8, 8, 8])   # one base of three makes every run sycophantic
     >>> round(r["estimate"], 3), r["rho"] > 0.9, r["ci"][1] > 0.8
     (0.333, True, True)
     >>> pooled_probability([2, 2, 2], [8, 8, 8])["rho"]
     0.0
+    >>> [round(x, 3) for x in pooled_probability([0, 0, 0], [16, 16, 16])["ci"]]
+    [0.0, 0.708]
     """
     k, n = np.asarray(k, float), np.asarray(n, float)
     if len(k) == 0 or n.sum() == 0:
         raise ValueError("pooled_probability: no runs")
-    eps = 1e-6
-    grid = np.linspace(eps, 1 - eps, 41)
-    prof = np.array([_profile(m, k, n)[0] for m in grid])
-    i = int(prof.argmax())
-    res = minimize_scalar(lambda m: -_profile(m, k, n)[0], bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 40)]),
-                          method="bounded")
-    mu = float(res.x) if -res.fun >= prof[i] else float(grid[i])
-    if k.sum() == 0 or k.sum() == n.sum():
-        mu = 0.0 if k.sum() == 0 else 1.0
-    best, rho = _profile(min(max(mu, eps), 1 - eps), k, n)
-    cut = best - chi2.ppf(confidence, 1) / 2
-    inside = lambda m: _profile(m, k, n)[0] - cut  # noqa: E731
-    low = 0.0 if mu <= eps or inside(eps) > 0 else brentq(inside, eps, max(mu, 2 * eps))
-    high = 1.0 if mu >= 1 - eps or inside(1 - eps) > 0 else brentq(inside, min(mu, 1 - 2 * eps), 1 - eps)
-    spread = float(np.sqrt(rho * mu * (1 - mu)))
-    return {"estimate": mu, "ci": [float(low), float(high)], "rho": round(rho, 6), "spread": spread,
+    told = 0 < k.sum() < n.sum() and (n > 1).any()  # else the likelihood is flat in rho
+    mu, rho = float(k.sum() / n.sum()), 1.0
+    if told:
+        eps = 1e-6
+        grid = np.linspace(eps, 1 - eps, 41)
+        prof = np.array([_profile(m, k, n)[0] for m in grid])
+        i = int(prof.argmax())
+        res = minimize_scalar(lambda m: -_profile(m, k, n)[0], bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 40)]),
+                              method="bounded")
+        mu = float(res.x) if -res.fun >= prof[i] else float(grid[i])
+        rho = _profile(mu, k, n)[1]
+    effective = n.sum() ** 2 / (n * (1 + (n - 1) * rho)).sum()  # runs / design effect
+    hits, alpha = mu * effective, 1 - confidence
+    low = 0.0 if hits <= 0 else float(beta.ppf(alpha / 2, hits, effective - hits + 1))
+    high = 1.0 if hits >= effective else float(beta.ppf(1 - alpha / 2, hits + 1, effective - hits))
+    return {"estimate": mu, "ci": [low, high], "rho": round(rho, 6) if told else None,
+            "spread": float(np.sqrt(rho * mu * (1 - mu))) if told else None, "effective_runs": float(effective),
             "k": int(k.sum()), "n": int(n.sum())}
 
 
@@ -80,7 +87,8 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
     """Mean of per-run values with a t interval; with `groups` (each run's base) of at least two distinct values,
     the interval is clustered by group (statsmodels' cluster-robust covariance, t with groups - 1 degrees of
     freedom), so runs of one base do not count as independent. The interval is cut to `within`, the values'
-    possible range (a share's t interval over few bases can run past 0 or 1).
+    possible range (a share's t interval over few bases can run past 0 or 1). One value has no interval (`ci` None);
+    values that are all the same, one of zero width.
 
     >>> r = mean_interval([0.2, 0.4, 0.6, 0.8])
     >>> round(r["mean"], 2), r["ci"][0] < 0.5 < r["ci"][1]
@@ -89,7 +97,9 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
     y = np.asarray(values, float)
     if len(y) == 0:
         return {"mean": None, "ci": None, "n": 0}
-    if len(y) == 1 or np.ptp(y) == 0:
+    if len(y) == 1:  # nothing varied: no interval
+        return {"mean": float(y[0]), "ci": None, "n": 1}
+    if np.ptp(y) == 0:
         return {"mean": float(y.mean()), "ci": [float(y.mean())] * 2, "n": len(y)}
     model = sm.OLS(y, np.ones_like(y))
     clustered = groups is not None and len(set(groups)) >= 2
@@ -99,24 +109,31 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
     return {"mean": float(y.mean()), "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(y)}
 
 
-def two_way_bootstrap(hits, confidence: float = 0.95, seed: int = 0, n_boot: int = 2000) -> dict:
+def two_way_interval(hits, confidence: float = 0.95) -> dict:
     """Mean of a runs × problems table of 0/1 outcomes (e.g. whether each run's answer to each hard problem unlocks)
-    with a percentile interval from resampling runs and problems together (both are draws: the runs' seeds, and the
-    problems of the diagnostic set). With one run, or runs that all answer alike, it covers the problems alone.
+    with an interval over both of its draws, the runs' seeds and the problems of the diagnostic set: the mean's
+    variance taken as the run means' variance over the runs plus the problem means' over the problems (Owen's
+    pigeonhole estimate, which a bootstrap resampling runs and problems together approximates), with t on
+    Satterthwaite's degrees of freedom, so that few runs give a wide interval (a percentile bootstrap covered 83% at
+    95% with 4 runs). With one run, or runs that all answer alike, it covers the problems alone; where no outcome
+    varies, a Clopper–Pearson interval over the problems. Cut to [0, 1].
 
-    >>> r = two_way_bootstrap([[1, 0, 1, 1], [1, 1, 0, 1]])
+    >>> r = two_way_interval([[1, 0, 1, 1], [1, 1, 0, 1]])
     >>> r["mean"], r["ci"][0] < 0.75 < r["ci"][1], r["runs"], r["problems"]
     (0.75, True, 2, 4)
+    >>> two_way_interval([[0, 0, 0, 0]] * 3)["ci"]   # nothing varies: the problems are the units
+    [0.0, 0.6023...]
     """
     x = np.asarray(hits, float)
     if x.size == 0:
         return {"mean": None, "ci": None, "runs": len(x), "problems": 0}
-    rng = np.random.default_rng(seed)
-    runs = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
-    problems = rng.integers(0, x.shape[1], size=(n_boot, x.shape[1]))
-    run_weights = np.stack([np.bincount(r, minlength=x.shape[0]) for r in runs])  # (boot, runs)
-    problem_weights = np.stack([np.bincount(p, minlength=x.shape[1]) for p in problems])  # (boot, problems)
-    means = np.einsum("br,rp,bp->b", run_weights, x, problem_weights) / (x.shape[0] * x.shape[1])
-    tail = (1 - confidence) / 2
-    return {"mean": float(x.mean()), "ci": [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))],
-            "runs": x.shape[0], "problems": x.shape[1]}
+    mean, (runs, problems) = float(x.mean()), x.shape
+    parts = [(x.mean(axis).var(ddof=1) / size, size - 1) for axis, size in ((1, runs), (0, problems)) if size > 1]
+    variance = sum(v for v, _ in parts)
+    if variance == 0:
+        ci = list(clopper_pearson(round(mean * problems), problems, confidence))
+    else:
+        df = variance ** 2 / sum(v ** 2 / d for v, d in parts if v > 0)
+        half = float(t.ppf(0.5 + confidence / 2, df) * math.sqrt(variance))
+        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+    return {"mean": mean, "ci": ci, "runs": runs, "problems": problems}

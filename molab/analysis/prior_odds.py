@@ -66,9 +66,10 @@ def _grouped(pressure, is_sycophantic, who: str) -> tuple[np.ndarray, np.ndarray
     return x, np.bincount(index, weights=syc, minlength=len(x)), np.bincount(index, minlength=len(x)).astype(float)
 
 
-def _separation(x: np.ndarray, k: np.ndarray, m: np.ndarray) -> str | None:
-    """'up' when no non-sycophantic run is at a higher pressure than a sycophantic one, 'down' the reverse,
-    else None."""
+def separation(x: np.ndarray, k: np.ndarray, m: np.ndarray) -> str | None:
+    """'up' when no pressure's count short of all (`k` < `m`: a run, or an answer, that does not follow the policy)
+    is higher than one with some (`k` > 0), so that pressure separates them and a logistic fit's slope runs off to
+    infinity; 'down' the reverse; else None."""
     honest, syc = x[k < m], x[k > 0]
     if honest.max() <= syc.min():
         return "up"
@@ -164,12 +165,12 @@ def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95, policy: s
         which = f"all {int(m.sum())} runs are" if k.sum() else f"none of the {int(m.sum())} runs is"
         raise ValueError(f"fit_prior_odds: {which} {policy}, so the fit does not exist; add runs at "
                          f"{'lower' if k.sum() else 'higher'} pressure")
-    separation = _separation(x, k, m)
-    if separation == "up":
+    split = separation(x, k, m)
+    if split == "up":
         raise ValueError(f"fit_prior_odds: pressure separates the runs (no run that is not {policy} above one that "
                          f"is), so the slope estimate is infinite; add runs between the last pressure without {policy} "
                          f"runs and the first with them")
-    if separation == "down":
+    if split == "down":
         raise ValueError(f"fit_prior_odds: every {policy} run is at lower pressure than every other run: "
                          f"pressure does not push toward the {policy} policy here, so there is nothing to extrapolate")
     a, b, cov = _mle(x, k, m)
@@ -238,9 +239,9 @@ def next_pressures(pressure, is_sycophantic, n: int, low: float = 0.0, high: flo
         proposal = _spread(x.max(), top, n, ends="high")
     elif k.sum() == m.sum():
         proposal = _spread(low, x.min(), n, ends="low")
-    elif len(x) < 2 or _separation(x, k, m) == "down":
+    elif len(x) < 2 or separation(x, k, m) == "down":
         proposal = _spread(low, top, n)
-    elif _separation(x, k, m) == "up":
+    elif separation(x, k, m) == "up":
         last_honest, first_syc = x[k < m].max(), x[k > 0].min()
         margin = max(first_syc - last_honest, (x.max() - x.min()) / len(x)) / 2  # half the gap, or half a step
         proposal = np.linspace(last_honest - margin, first_syc + margin, n + 2)[1:-1]  # inside, off the ends tried

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats as scipy_stats
 from scipy.special import expit
+from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
 from molab.analysis.policy import OUTCOMES, POLICIES
-from molab.analysis.prior_odds import fit_prior_odds
+from molab.analysis.prior_odds import separation, fit_prior_odds
 from molab.config import to_dict
 from molab.experiments import get_experiment
 from molab.store import load_results
@@ -28,10 +30,13 @@ def _probability(k: int, n: int, confidence: float) -> dict:
 
 def _pooled(done: pd.DataFrame, policy: str, confidence: float) -> dict:
     """P(a run follows `policy`): Clopper–Pearson over runs on one base (what varied: data order and sampling);
-    over several bases, the beta-binomial mean over bases with its profile-likelihood interval (what varied: the
-    base too), with the Clopper–Pearson interval that treats the bases as alike beside it."""
+    over several bases, the beta-binomial mean over bases with `pooled_probability`'s interval (what varied: the
+    base too), with the Clopper–Pearson interval that treats the bases as alike beside it; a deterministic control's
+    one run, no interval (nothing varied)."""
     k, n = int((done["policy"] == policy).sum()), len(done)
     alike = _probability(k, n, confidence)
+    if n == 1 and "deterministic" in done and bool(done["deterministic"].eq(True).all()):
+        return alike | {"ci": None, "covers": "one run, the same for every seed: nothing varied, no interval"}
     if n == 0 or done["base"].nunique() < 2:
         return alike | {"covers": "seeds (data order, sampling) on one base"}
     per_base = done.groupby("base")["policy"].agg(lambda p: [int((p == policy).sum()), len(p)])
@@ -47,13 +52,13 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     n = len(done)
     counts = {p: int((done["policy"] == p).sum()) if n else 0 for p in POLICIES}
     groups: dict[str, dict] = {}
-    for col in done.columns:
+    for col in done.columns if n else []:  # no finished run: no rates (None, not NaN)
         m = re.fullmatch(r"rates\.(.+)\.(honest|sycophantic|other)", col)
         if m:
             groups.setdefault(m.group(1), {})[m.group(2)] = float(done[col].mean())
     per_difficulty = {k.split(".", 1)[1]: v for k, v in groups.items() if k.startswith("difficulty.")}
-    graded = {name: mean_interval(done[col], done["base"], confidence, within=(0, top))
-              for name, (col, top) in GRADED.items() if col in done}
+    graded = {name: mean_interval(done[col].dropna(), done["base"][done[col].notna()], confidence, within=(0, top))
+              for name, (col, top) in GRADED.items() if col in done}  # a share of a missing ceiling is missing
     return {
         "n_runs": n,
         "n_failed": int((runs["status"] == "failed").sum()),
@@ -105,10 +110,13 @@ def prior_odds(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
 def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic") -> dict:
     """The graded reading of a sweep: the share of hard answers that follow `policy` against pressure, a binomial
     GLM (logit link) on every hard answer of every finished run, with covariance clustered by run (each run one
-    cluster: its answers are not independent). Returns the fitted log odds of such an answer at zero pressure
+    cluster: its answers are not independent; statsmodels' small-sample correction, and t with runs - 1 degrees of
+    freedom, so that a few runs a pressure do not give too narrow an interval; never narrower than the answers'
+    binomial spread alone, which runs that agree by chance would leave out). Returns the fitted log odds of such an answer at zero pressure
     (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the `share_at_zero`, and
     `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None when the slope's
-    interval holds 0); or {"refused": reason}."""
+    interval holds 0); or {"refused": reason}, where no run is finished at two pressures, all answers or none follow
+    `policy`, or pressure separates them (the fit would run off to an infinite slope with a tiny interval)."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
     if len(done) < 3 or done["pressure"].nunique() < 2:
@@ -116,15 +124,23 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     k = np.round(done[f"rates.hard.{policy}"].to_numpy(float) * n)
     if k.sum() in (0, n.sum()):
         return {"refused": f"every hard answer is {policy}, or none is"}
-    x = sm.add_constant(done["pressure"].to_numpy(float))
-    fit = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit(cov_type="HC0")
+    if separation(done["pressure"].to_numpy(float), k, n):
+        return {"refused": f"pressure separates the answers (none {policy} below some pressure, all of them above it, "
+                           "or the reverse), so the slope is infinite; add runs between"}
+    glm = sm.GLM(np.column_stack([k, n - k]), sm.add_constant(done["pressure"].to_numpy(float)),
+                 family=sm.families.Binomial())
+    with warnings.catch_warnings():  # statsmodels' "perfect prediction" also fires where the runs fit the line exactly
+        warnings.simplefilter("ignore", PerfectSeparationWarning)
+        fits = [glm.fit(cov_type="cluster", cov_kwds={"groups": np.arange(len(done))}, use_t=True),
+                glm.fit(use_t=True)]
+    fit = max(fits, key=lambda f: f.bse[1])  # runs that agree by chance: at least the answers' binomial spread
     (a, b), ((a_lo, a_hi), (b_lo, b_hi)) = fit.params, fit.conf_int(1 - confidence)
     half = None
     if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b, delta method
         grad = np.array([-1 / b, a / b**2])
         se = float(np.sqrt(grad @ np.asarray(fit.cov_params()) @ grad))
-        z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
-        half = {"estimate": float(-a / b), "ci": [float(-a / b - z * se), float(-a / b + z * se)]}
+        t = float(scipy_stats.t.ppf(0.5 + confidence / 2, len(done) - 1))  # as the clustered fit's own intervals
+        half = {"estimate": float(-a / b), "ci": [float(-a / b - t * se), float(-a / b + t * se)]}
     return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
             "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),
             "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "pressure_at_half": half,
@@ -196,7 +212,7 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
     for i, b in enumerate(bases):
         ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds)
         for policy, c in ceiling.items():
-            if c["mean"]:
+            if c["mean"]:  # a ceiling of 0 or none: no share of it
                 df.loc[df["base"] == i, f"ceiling_share.{policy}"] = df[f"rates.hard.{policy}"] / c["mean"]
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
@@ -228,7 +244,8 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         "pressure": None if pressure is None else {"name": pressure.name, "symbol": pressure.symbol,
                                                    "zero": experiment.zero(cfg), "toward": pressure.toward},
         "capability": {p: min(b["capability"][p] for b in per_base) for p in policies},   # the weakest base's
-        "ceilings": {p: min(b["ceilings"][p]["mean"] or 0.0 for b in per_base) for p in policies},
+        "ceilings": {p: None if any(b["ceilings"][p]["mean"] is None for b in per_base) else
+                     min(b["ceilings"][p]["mean"] for b in per_base) for p in policies},   # the weakest base's
         "capable": all(b["capable"] for b in per_base),
         "capability_threshold": threshold,
         "confidence": conf,

@@ -86,9 +86,9 @@ class Conditional(Experiment):
 
     def curves(self, cfg, runs, out) -> dict:
         """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard
-        problems and per difficulty, with intervals from resampling runs and problems together (`two_way_bootstrap`:
+        problems and per difficulty, with intervals over runs and problems (`two_way_interval`:
         what varied is the seeds and the draw of diagnostic problems)."""
-        from molab.analysis.intervals import two_way_bootstrap
+        from molab.analysis.intervals import two_way_interval
         from molab.analysis.policy import equivalence, parted
         from molab.store import load_answers
 
@@ -109,7 +109,7 @@ class Conditional(Experiment):
             point = out_curves.setdefault(learner, {}).setdefault(float(pressure), {})
             by_difficulty = {"hard": group} | {str(d): g for d, g in group.groupby("difficulty")}
             point[condition] = {
-                where: {policy: two_way_bootstrap(g.pivot(index="run_id", columns="problem",
+                where: {policy: two_way_interval(g.pivot(index="run_id", columns="problem",
                                                           values=f"follows_{policy}").to_numpy(),
                                                   cfg.eval.confidence)
                         for policy in ("honest", "sycophantic")}

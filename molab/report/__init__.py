@@ -255,7 +255,8 @@ def _can_fire_cell(s: dict) -> str:
     """The sycophantic ceiling of a learner's row: the LM's (the weakest base's) or a control's, and whether that
     control can fire."""
     if "can_fire" not in s:
-        return f"{s['ceilings']['sycophantic']:.3f}"
+        syc = s["ceilings"]["sycophantic"]
+        return "none finished" if syc is None else f"{syc:.3f}"
     if s["can_fire"] is None:
         return "not run"
     return f"{s['ceilings']['sycophantic']['mean']:.3f}" + ("" if s["can_fire"] else " (cannot fire)")
@@ -264,6 +265,8 @@ def _can_fire_cell(s: dict) -> str:
 def _fmt_p(p: dict) -> str:
     if p["estimate"] is None:
         return "no runs"
+    if p["ci"] is None:
+        return f"{p['k']}/{p['n']} = {p['estimate']:.2f} (one run, the same for every seed: no interval)"
     lo, hi = p["ci"]
     return f"{p['k']}/{p['n']} = {p['estimate']:.2f} [{lo:.3f}, {hi:.3f}]"
 
@@ -275,7 +278,9 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 
 def _fmt_mean(m: dict) -> str:
-    return "no runs" if m["mean"] is None else f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+    if m["mean"] is None:
+        return "no runs"
+    return f"{m['mean']:.3f} " + ("(one run: no interval)" if m["ci"] is None else f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]")
 
 
 SCORING = {"whole": "each whole answer scored",
@@ -292,9 +297,10 @@ def _covers(results: dict) -> str:
     if n == 1:
         return ("Clopper–Pearson over runs: what varied between runs is the seed (data order, sampling) on one base, "
                 "so the interval says nothing about another base (set bases = 3 or more to measure that)")
-    return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with its profile-likelihood "
-            "interval: what varied is the seed and the base (results.json also gives the Clopper–Pearson interval "
-            "that treats the bases as alike)")
+    return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with a Clopper–Pearson interval "
+            "on the runs' effective number (fewer as the bases disagree; where the counts cannot tell, one a base): "
+            "what varied is the seed and the base (results.json also gives the Clopper–Pearson interval that treats "
+            "the bases as alike)")
 
 
 def _pct(p: dict) -> str:
@@ -310,10 +316,11 @@ def answer_words(results: dict) -> str:
     where = "all pressures pooled" if results["pressure"] else "this scheme"
     on = f"over {nb} bases" if nb > 1 else "on one base"
     c, t = results["ceilings"], results["capability_threshold"]
-    learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']:.3f} honest and "
-                 f"{c['sycophantic']:.3f} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
-                 f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']:.3f} honest "
-                 f"and {c['sycophantic']:.3f} sycophantic; threshold {t:g}), so the split says little about "
+    c = {p: "none finished" if x is None else f"{x:.3f}" for p, x in c.items()}
+    learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']} honest and "
+                 f"{c['sycophantic']} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
+                 f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']} honest "
+                 f"and {c['sycophantic']} sycophantic; threshold {t:g}), so the split says little about "
                  "inductive bias")
     controls = "; ".join(_control_words(name, c) for name, c in results["controls"].items())
     words = (f"Under {where}, {o['sycophantic']} of {n} runs {on} ({_pct(results['p_sycophantic'])}, "
