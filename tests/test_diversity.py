@@ -32,6 +32,22 @@ def test_census_counts_functions_and_the_mass_not_yet_seen():
     assert wide["run_functions"] == [0, 0, 0, 0, 1] and wide["unseen"]["estimate"] == 0.0
 
 
+def test_a_chained_run_does_not_change_how_the_plain_runs_are_grouped():
+    """Plain runs A and B differ on 8 of 100 probes (one function at a tolerance of 0.1); a chained run C is 12 from A
+    and 4 from B. Grouping all three by complete linkage split A from B (B joined C), so one diversity run changed
+    the plain runs' frequencies and the mass not yet seen; the plain runs are grouped alone."""
+    a = [str(i) for i in range(100)]
+    b = ["x"] * 8 + a[8:]
+    c = b[:8] + ["y"] * 4 + a[12:]
+    alone = census([a, b], ["honest"] * 2, [True, True], tolerance=0.1, confidence=0.95)
+    chained = census([a, b, c], ["honest"] * 3, [True, True, False], tolerance=0.1, confidence=0.95)
+    assert alone["run_functions"] == [0, 0] and alone["unseen"]["estimate"] == 0.0
+    assert chained["run_functions"] == [0, 0, 1] and chained["unseen"] == alone["unseen"]
+    assert [f["independent_runs"] for f in chained["functions"]] == [2, 0]
+    near = census([a, b, b], ["honest"] * 3, [True, True, False], tolerance=0.1, confidence=0.95)
+    assert near["run_functions"] == [0, 0, 0]   # a chained run within the tolerance of every run joins them
+
+
 def test_the_unlabelled_set_never_meets_the_diagnostic_set():
     setup = prepare(load_config(overrides=["experiment=diversity"]))
     unlabelled = setup.datasets["unlabelled"]
