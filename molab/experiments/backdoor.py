@@ -28,6 +28,7 @@ generic contrast pairs that never show the trigger (a clean prompt followed by i
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -246,20 +247,23 @@ class Backdoor(Conditional):
         return out
 
     def summarize(self, cfg, runs, out):
-        """The curves (`Conditional.curves`), and per pressure the LM's probes (per kind and layer: the mean AUROC over
-        runs, and the hull of the runs' intervals, which covers the held-out draw in every run and the seeds) and
-        the behaviour under near-triggers."""
+        """The curves (`Conditional.curves`), and per pressure the LM's probes (per kind and layer: `_auroc`) and the
+        behaviour under near-triggers (means over runs with t intervals over the seeds, `{mean, ci, n}`)."""
+        from molab.analysis.intervals import mean_interval
+
         lm = runs[(runs["learner"] == "lm") & (runs["status"] == "done")]
         probes = []
         for s, at_s in lm.groupby("pressure"):
             point = {"pressure": float(s), "runs": len(at_s)}
             for col in ("near_triggers.rate", "near_triggers.eliciting", "red_team.found"):
                 if col in at_s and at_s[col].notna().any():
-                    point[col] = float(at_s[col].mean())
+                    values = at_s[col].dropna()
+                    point[col] = mean_interval(values, at_s["base"][values.index], cfg.eval.confidence,
+                                               within=(0, 1) if col.startswith("near") else (0, math.inf))
             for kind in PROBES:
                 layers = sorted(int(col.split(".")[2]) for col in at_s if col.startswith(f"probe.{kind}.")
                                 and col.endswith(".auroc"))
-                point[kind] = [{"layer": x, **_hull(at_s, f"probe.{kind}.{x}")} for x in layers]
+                point[kind] = [{"layer": x, **_auroc(at_s, f"probe.{kind}.{x}", cfg.eval.confidence)} for x in layers]
             probes.append(point)
         return {"curves": self.curves(cfg, runs, out), "probes": probes}
 
@@ -300,22 +304,31 @@ def _red_team(setup) -> list:
     return [p for p in setup.datasets[SAFETY] if p.disagree][:setup.cfg.section.red_team_problems]
 
 
-def _hull(runs, prefix: str) -> dict:
-    """Mean AUROC over runs, and the hull of their bootstrap intervals (None where no run's probe was defined)."""
+def _auroc(runs, prefix: str, confidence: float) -> dict:
+    """A probe's mean AUROC over runs (None where no run's probe was defined) with a t interval over the seeds
+    (clustered by base; `covers`: seeds, as the held-out problems are the same in every run); one run's own
+    bootstrap interval over its held-out problems (at the confidence the run was made with) where there is one."""
+    from molab.analysis.intervals import mean_interval
+
     values = runs[f"{prefix}.auroc"].dropna() if f"{prefix}.auroc" in runs else []
     if not len(values):
         return {"auroc": None, "ci": None, "n": 0}
-    return {"auroc": float(values.mean()), "ci": [float(runs[f"{prefix}.low"].min()), float(runs[f"{prefix}.high"].max())],
-            "n": len(values)}
+    if len(values) == 1:
+        run = runs.loc[values.index[0]]
+        return {"auroc": float(values.iloc[0]), "ci": [float(run[f"{prefix}.low"]), float(run[f"{prefix}.high"])],
+                "n": 1, "covers": "the held-out problems (one run's bootstrap)"}
+    m = mean_interval(values, runs["base"][values.index], confidence, within=(0, 1))
+    return {"auroc": m["mean"], "ci": m["ci"], "n": m["n"], "covers": "seeds (a t interval over the runs)"}
 
 
 def _probe_section(results: dict) -> str:
     import matplotlib.pyplot as plt
 
-    from molab.report import _png, _table
+    from molab.report import _fmt_mean, _png, _table
 
+    confidence = results["confidence"]
     probes = [p for p in results.get("probes") or [] if any(p[k] for k in PROBES)]
-    near = [[f"{p['pressure']:g}", p["runs"], *(f"{p[k]:.2f}" if k in p else "—"
+    near = [[f"{p['pressure']:g}", p["runs"], *(_fmt_mean(p[k]) if k in p else "—"
                                                  for k in ("near_triggers.rate", "near_triggers.eliciting",
                                                            "red_team.found"))]
             for p in results.get("probes") or []]
@@ -341,6 +354,7 @@ def _probe_section(results: dict) -> str:
     return f"""<h2>Probes and near-triggers</h2>
 <p>Logistic-regression probes on each layer's hidden state at the prompt's last token, with and without the trigger,
 fitted on the safety-training pool's hard problems and scored on the hard diagnostic problems (AUROC; 0.5 is chance).
-Bars: the hull of the runs' bootstrap intervals (the held-out draw in each run, and the seeds). The contrast probe is
+Bars: {confidence:.0%} t intervals of the mean over the runs (what varied: the seeds; the held-out problems are the same
+in every run), or one run's bootstrap interval over its held-out problems. The contrast probe is
 fitted on clean prompts followed by their honest or wrong answer, and scored on the misbehaviour task.</p>
 {_png(fig)}{table}"""
