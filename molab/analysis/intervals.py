@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.optimize import minimize_scalar
 from scipy.stats import beta, betabinom, binom, t
 
@@ -85,28 +84,30 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
 
 def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.inf, math.inf)) -> dict:
     """Mean of per-run values with a t interval; with `groups` (each run's base) of at least two distinct values,
-    the interval is clustered by group (statsmodels' cluster-robust covariance, t with groups - 1 degrees of
-    freedom), so runs of one base do not count as independent. The interval is cut to `within`, the values'
-    possible range (a share's t interval over few bases can run past 0 or 1). One value has no interval (`ci` None);
-    values that are all the same, one of zero width.
+    the mean of the groups' means with a t interval over them (groups - 1 degrees of freedom): each base counts
+    once, however many of its runs finished, and runs of one base do not count as independent (a cluster-robust
+    interval around the runs' mean covered 78% at 95% with bases of 16, 2 and 2 runs; with equal groups the two
+    are the same). The interval is cut to `within`, the values' possible range (a share's t interval over few bases
+    can run past 0 or 1). One value has no interval (`ci` None); values that are all the same, one of zero width.
 
     >>> r = mean_interval([0.2, 0.4, 0.6, 0.8])
     >>> round(r["mean"], 2), r["ci"][0] < 0.5 < r["ci"][1]
     (0.5, True)
+    >>> mean_interval([0.1, 0.1, 0.1, 0.9], groups=[0, 0, 0, 1])["mean"]   # two bases: the mean of their means
+    0.5
     """
     y = np.asarray(values, float)
     if len(y) == 0:
         return {"mean": None, "ci": None, "n": 0}
+    if groups is not None and len(set(groups)) >= 2:
+        y = pd.Series(y).groupby(np.asarray(groups)).mean().to_numpy()
     if len(y) == 1:  # nothing varied: no interval
-        return {"mean": float(y[0]), "ci": None, "n": 1}
+        return {"mean": float(y[0]), "ci": None, "n": len(values)}
+    mean = float(y.mean())
     if np.ptp(y) == 0:
-        return {"mean": float(y.mean()), "ci": [float(y.mean())] * 2, "n": len(y)}
-    model = sm.OLS(y, np.ones_like(y))
-    clustered = groups is not None and len(set(groups)) >= 2
-    fit = (model.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(pd.Series(groups))[0]}, use_t=True)
-           if clustered else model.fit())
-    low, high = fit.conf_int(1 - confidence)[0]
-    return {"mean": float(y.mean()), "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(y)}
+        return {"mean": mean, "ci": [mean, mean], "n": len(values)}
+    low, high = t.interval(confidence, len(y) - 1, loc=mean, scale=float(y.std(ddof=1) / math.sqrt(len(y))))
+    return {"mean": mean, "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(values)}
 
 
 def two_way_interval(hits, confidence: float = 0.95) -> dict:

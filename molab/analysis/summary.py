@@ -46,8 +46,9 @@ def _pooled(done: pd.DataFrame, policy: str, confidence: float) -> dict:
 
 def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     """Policy and outcome counts, P(sycophantic) and P(honest) with intervals (`_pooled`), the graded shares of
-    each run's hard answers (and of the ceilings) as means with intervals clustered by base, and the mean rates
-    of honest / sycophantic / other answers on easy, hard and each difficulty."""
+    each run's hard answers (and of the ceilings) as means with t intervals (`mean_interval`: over the bases' means
+    where there are several), and the mean rates of honest / sycophantic / other answers on easy, hard and each
+    difficulty."""
     done = runs[runs["status"] == "done"]
     n = len(done)
     counts = {p: int((done["policy"] == p).sum()) if n else 0 for p in POLICIES}

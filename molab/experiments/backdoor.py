@@ -306,8 +306,9 @@ def _red_team(setup) -> list:
 
 def _auroc(runs, prefix: str, confidence: float) -> dict:
     """A probe's mean AUROC over runs (None where no run's probe was defined) with a t interval over the seeds
-    (clustered by base; `covers`: seeds, as the held-out problems are the same in every run); one run's own
-    bootstrap interval over its held-out problems (at the confidence the run was made with) where there is one."""
+    (`mean_interval`: over the bases' means where there are several; `covers`: seeds, as the held-out problems are
+    the same in every run); one run's own bootstrap interval over its held-out problems (at the confidence the run
+    was made with) where there is one."""
     from molab.analysis.intervals import mean_interval
 
     values = runs[f"{prefix}.auroc"].dropna() if f"{prefix}.auroc" in runs else []

@@ -402,7 +402,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
                  for name, s in learners for group in ("easy", "hard")]
     graded_rows = [[GRADED_NAMES[k], _fmt_mean(v)] for k, v in results["graded"].items()]
-    clustered = "clustered by base" if len(results["bases"]) > 1 else "over runs of one base"
+    clustered = ("over the bases' means (each base once)" if len(results["bases"]) > 1 else "over runs of one base")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>molab report: {results['experiment']}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}</style></head><body>
