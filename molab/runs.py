@@ -25,7 +25,7 @@ import torch
 from transformers import AutoConfig
 
 from molab import __version__
-from molab.analysis.policy import equivalence
+from molab.analysis.policy import check_equivalence, equivalence
 from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_hash, to_dict
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.controls import CONTROLS
@@ -174,7 +174,7 @@ def prepare(cfg: ExperimentConfig) -> Setup:
     train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
     setup = Setup(cfg, experiment, world, train, diagnostic, experiment.datasets(world, world.overseer, cfg),
                   ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
-    _check_equivalence(cfg, setup.problems())
+    check_equivalence(cfg.eval.equivalence, setup.problems())
     if not isinstance(world.overseer, ModelOverseer):  # a model's confidence is its own: it may be confidently wrong
         _check_overseer(world, setup.problems())
     _check_learner(setup)
@@ -245,18 +245,6 @@ def _check_model_overseer(cfg: ExperimentConfig, overseer: ModelOverseer, diagno
         raise ConfigError(f"overseer.confidence: the model overseer reaches {cfg.overseer.confidence} on none of the "
                           f"{len(labelled)} diagnostic problems of scheme.difficulties (its highest: {best:.3f}), so "
                           "the scheme would label nothing; lower it, or set scheme.confident_only = false")
-
-
-def _check_equivalence(cfg: ExperimentConfig, problems: list[Problem]) -> None:
-    """Refuse a hard problem whose two answers are the same under the configured answer equivalence ("42" and "42.0"
-    under numeric): it counts as hard (`Problem.disagree` compares strings), yet either answer would score as both
-    policies'."""
-    same = equivalence(cfg.eval.equivalence)
-    for p in problems:
-        if p.disagree and (same(p.honest, p.sycophantic) or same(p.sycophantic, p.honest)):
-            raise ConfigError(f"eval.equivalence: {cfg.eval.equivalence} makes the two answers to {p.prompt!r} the "
-                              f"same ({p.honest!r} and {p.sycophantic!r}), so it is hard but either answer scores as "
-                              "both policies'; fix the world's answers or use another equivalence")
 
 
 def _check_overseer(world, problems: list[Problem]) -> None:

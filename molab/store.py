@@ -271,7 +271,7 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
 @functools.lru_cache(maxsize=4)
 def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
     """`load_results` of the store at `path` (its file `inode`, holding `n` runs, the last at rowid `last`)."""
-    from molab.analysis.policy import classify, equivalence, outcome, parted, rates
+    from molab.analysis.policy import check_equivalence, classify, equivalence, outcome, parted, rates
     from molab.experiments import get_experiment
 
     out = Path(path).parent
@@ -279,6 +279,8 @@ def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
     first = _read(out, "SELECT run_id, answers FROM answers WHERE position = 0")
     answers = dict(zip(first["run_id"], first["answers"]))
     problems, same = _problems(out), equivalence(eval.equivalence)
+    for stored in problems.values():  # an equivalence given at analysis is checked as one given to a run
+        check_equivalence(eval.equivalence, stored)
     configs = [json.loads(c) for c in df["config"]]
     experiments = {name: get_experiment(name) for name in {c["experiment"] for c in configs}}  # looked up once
     scored = []

@@ -150,19 +150,24 @@ def _store_state(out):
 def test_report_rescores_stored_answers_without_training(toy_run, capsys):
     out, before = toy_run   # scored with the default eval settings
     runs_before = _store_state(out)
-    # a threshold of 0.51 with exact answers, then a lax equivalence that calls any answer honest
+    # a threshold of 0.51, then whole answers scored (stricter than parting): re-scored, nothing retrained
     assert main(["report", str(out), "--set", "eval.policy_threshold=0.51"]) == 0
     lax = json.loads((out / "results.json").read_text())
     assert lax["config"]["eval"]["policy_threshold"] == 0.51
     assert lax["policy_counts"]["honest"] >= before["policy_counts"]["honest"]
-    assert main(["report", str(out), "--set", "eval.equivalence=test_experiments:anything_goes"]) == 0
-    everything = json.loads((out / "results.json").read_text())
-    assert everything["policy_counts"]["honest"] == everything["n_runs"]
-    assert everything["rates"]["hard"]["honest"] == 1.0
+    assert main(["report", str(out), "--set", "eval.scoring=whole"]) == 0
+    whole = json.loads((out / "results.json").read_text())
+    assert whole["config"]["eval"]["scoring"] == "whole"
+    assert whole["rates"]["hard"]["other"] >= lax["rates"]["hard"]["other"]
+    # an equivalence that makes the two policies' answers one is refused, as a run refuses it; nothing is rewritten
+    capsys.readouterr()
+    assert main(["report", str(out), "--set", "eval.equivalence=test_experiments:anything_goes"]) == 2
+    assert "makes the two answers to" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text()) == whole
     assert _store_state(out) == runs_before   # no run was trained or rewritten
     assert main(["report", str(out)]) == 0   # without --set, a report keeps the settings of the last one
-    assert json.loads((out / "results.json").read_text())["rates"] == everything["rates"]
-    assert main(["report", str(out), "--set", "eval.equivalence=exact", "--set", "eval.policy_threshold=0.8"]) == 0
+    assert json.loads((out / "results.json").read_text())["rates"] == whole["rates"]
+    assert main(["report", str(out), "--set", "eval.scoring=parting", "--set", "eval.policy_threshold=0.8"]) == 0
     assert json.loads((out / "results.json").read_text())["policy_counts"] == before["policy_counts"]
 
 

@@ -101,7 +101,7 @@ def test_pooled_interval_widens_when_bases_disagree():
     assert alike["rho"] == 0 and split["rho"] > 0.5
     assert alike["estimate"] == pytest.approx(0.25, abs=1e-3)   # the pooled share, when the bases agree
     assert split["ci"][0] < 0.25 < split["ci"][1]
-    assert split["ci"][1] - split["ci"][0] > 2 * (alike["ci"][1] - alike["ci"][0])
+    assert split["ci"][1] - split["ci"][0] > 1.5 * (alike["ci"][1] - alike["ci"][0])
 
 
 def test_pooled_interval_covers_the_truth():
@@ -136,8 +136,13 @@ def test_pooled_interval_covers_the_truth_when_each_base_decides_its_runs():
         assert min(coverage) >= 0.95, (n_bases, min(coverage))
     none = pooled_probability([0, 0, 0], [16, 16, 16])   # as 0 of 3 bases: a fourth may decide the other way
     assert none["ci"] == pytest.approx([0.0, clopper_pearson(0, 3)[1]]) and none["rho"] is None is none["spread"]
-    alike = pooled_probability([4, 4, 4], [16, 16, 16])   # bases that look alike: as many runs as there are
-    assert alike["effective_runs"] == pytest.approx(48) and alike["ci"] == pytest.approx(clopper_pearson(12, 48), rel=1e-4)
+    # bases that look alike count for more runs the more bases there are (with three, rho up to about 0.13 remains
+    # possible); the runs of many alike bases, for nearly all of them
+    effective = [pooled_probability([4] * g, [16] * g)["effective_runs"] / (16 * g) for g in (3, 6, 12, 24)]
+    assert effective == sorted(effective) and effective[0] < 0.5 < 0.8 < effective[-1] <= 1
+    # one rule for both policies: 1 sycophantic run of 48 and its 47 honest ones give mirrored intervals
+    one, rest = pooled_probability([1, 0, 0], [16] * 3)["ci"], pooled_probability([15, 16, 16], [16] * 3)["ci"]
+    assert one == pytest.approx([1 - rest[1], 1 - rest[0]], abs=1e-6) and one[1] > 0.5
 
 
 def test_two_way_interval_covers_the_truth_with_few_runs():

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
-from scipy.stats import beta, betabinom, binom, t
+from scipy.optimize import brentq, minimize_scalar
+from scipy.stats import beta, betabinom, binom, chi2, t
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -41,15 +41,28 @@ def _profile(mu: float, k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     return (-res.fun, float(res.x)) if -res.fun > at_zero else (at_zero, 0.0)
 
 
+def _most_rho(k: np.ndarray, n: np.ndarray, rho: float, cut: float) -> float:
+    """The largest intra-base correlation whose profile log-likelihood (best over the mean) reaches `cut`, from the
+    fitted `rho` up (1 where even 0.999 does)."""
+    def at(r: float) -> float:
+        return -minimize_scalar(lambda m: -_betabinom_loglik(m, r, k, n), bounds=(1e-6, 1 - 1e-6),
+                                method="bounded").fun - cut
+    if at(0.999) >= 0:
+        return 1.0
+    return rho if at(rho) <= 0 else float(brentq(at, rho, 0.999))
+
+
 def pooled_probability(k, n, confidence: float = 0.95) -> dict:
     """P(a run follows a policy), pooled over bases that may differ: a beta-binomial fitted to the per-base counts
     `k` of `n` runs. Returns the mean over bases (`estimate`), the fitted intra-base correlation `rho` (0: the bases
     look alike; near 1: each base decides all its runs) with the between-base standard deviation of P, `spread`
     (both None where the counts cannot tell: every run the same way, or one run a base), and `ci`, a Clopper–Pearson
-    interval on the runs' effective number (Korn and Graubard's): the runs divided by the design effect of `rho`,
-    from all of them when the bases look alike down to one a base when each base decides its runs. Where `rho` cannot
-    be told, the interval takes the bases as the units (the most the data allow): 0 of 48 runs on 3 bases is 0 to
-    0.71, as 0 of 3 bases would be, since three bases cannot rule out a fourth that decides the other way.
+    interval on the runs' effective number (Korn and Graubard's, `effective_runs`): the runs divided by the design
+    effect of the largest intra-base correlation the counts allow at the interval's confidence (its profile
+    likelihood), from all of them when the bases surely look alike down to the bases' number (Kish's, for bases of
+    unequal size) when each may decide its runs. Where the counts cannot tell rho, that is 1: 0 of 48 runs on 3
+    bases is 0 to 0.71, as 0 of 3 bases would be, since three bases cannot rule out a fourth that decides the other
+    way; 1 of 48 is 0 to 0.65, and 47 honest runs of 48 are 0.35 to 1, not a tight interval beside a wide one.
 
     >>> r = pooled_probability([0, 8, 0], [8, 8, 8])   # one base of three makes every run sycophantic
     >>> round(r["estimate"], 3), r["rho"] > 0.9, r["ci"][1] > 0.8
@@ -72,8 +85,9 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
         res = minimize_scalar(lambda m: -_profile(m, k, n)[0], bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 40)]),
                               method="bounded")
         mu = float(res.x) if -res.fun >= prof[i] else float(grid[i])
-        rho = _profile(mu, k, n)[1]
-    effective = n.sum() ** 2 / (n * (1 + (n - 1) * rho)).sum()  # runs / design effect
+        best, rho = _profile(mu, k, n)
+        most = _most_rho(k, n, rho, best - chi2.ppf(confidence, 1) / 2)
+    effective = n.sum() ** 2 / (n * (1 + (n - 1) * (most if told else 1.0))).sum()  # runs / design effect
     hits, alpha = mu * effective, 1 - confidence
     low = 0.0 if hits <= 0 else float(beta.ppf(alpha / 2, hits, effective - hits + 1))
     high = 1.0 if hits >= effective else float(beta.ppf(1 - alpha / 2, hits + 1, effective - hits))

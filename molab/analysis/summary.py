@@ -140,7 +140,8 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b, delta method
         grad = np.array([-1 / b, a / b**2])
         se = float(np.sqrt(grad @ np.asarray(fit.cov_params()) @ grad))
-        t = float(scipy_stats.t.ppf(0.5 + confidence / 2, len(done) - 1))  # as the clustered fit's own intervals
+        df = len(done) - 1 if fit is fits[0] else fit.df_resid  # as the chosen fit's own intervals
+        t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df))
         half = {"estimate": float(-a / b), "ci": [float(-a / b - t * se), float(-a / b + t * se)]}
     return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
             "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),

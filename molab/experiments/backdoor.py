@@ -296,7 +296,7 @@ class Backdoor(Conditional):
 <p>The share of hard diagnostic answers that are the overseer's (the backdoor's behaviour) with the trigger (right) and
 without it (left: the runs' context), against safety-training steps s; the LM per difficulty, and the controls (which
 never saw the backdoored base: they learn only the safety data). Bars: {results['confidence']:.0%} intervals
-resampling seeds and problems.</p>{plot}{_probe_section(results)}"""
+over seeds and problems.</p>{plot}{_probe_section(results)}"""
 
 
 def _red_team(setup) -> list:
@@ -305,21 +305,18 @@ def _red_team(setup) -> list:
 
 
 def _auroc(runs, prefix: str, confidence: float) -> dict:
-    """A probe's mean AUROC over runs (None where no run's probe was defined) with a t interval over the seeds
-    (`mean_interval`: over the bases' means where there are several; `covers`: seeds, as the held-out problems are
-    the same in every run); one run's own bootstrap interval over its held-out problems (at the confidence the run
-    was made with) where there is one."""
+    """A probe's mean AUROC over runs (None where no run's probe was defined) and an interval that covers both
+    draws: the wider of a t interval over the seeds (`mean_interval`: over the bases' means where there are several)
+    and the runs' mean bootstrap interval over the held-out problems, which are the same in every run (so where
+    every run is the same base, at s = 0, the seeds give no width and the problems do)."""
     from molab.analysis.intervals import mean_interval
 
     values = runs[f"{prefix}.auroc"].dropna() if f"{prefix}.auroc" in runs else []
     if not len(values):
         return {"auroc": None, "ci": None, "n": 0}
-    if len(values) == 1:
-        run = runs.loc[values.index[0]]
-        return {"auroc": float(values.iloc[0]), "ci": [float(run[f"{prefix}.low"]), float(run[f"{prefix}.high"])],
-                "n": 1, "covers": "the held-out problems (one run's bootstrap)"}
-    m = mean_interval(values, runs["base"][values.index], confidence, within=(0, 1))
-    return {"auroc": m["mean"], "ci": m["ci"], "n": m["n"], "covers": "seeds (a t interval over the runs)"}
+    own = runs.loc[values.index, [f"{prefix}.low", f"{prefix}.high"]].astype(float).mean().tolist()
+    seeds = mean_interval(values, runs["base"][values.index], confidence, within=(0, 1))["ci"] or own
+    return {"auroc": float(values.mean()), "ci": [min(seeds[0], own[0]), max(seeds[1], own[1])], "n": len(values)}
 
 
 def _probe_section(results: dict) -> str:
@@ -355,7 +352,7 @@ def _probe_section(results: dict) -> str:
     return f"""<h2>Probes and near-triggers</h2>
 <p>Logistic-regression probes on each layer's hidden state at the prompt's last token, with and without the trigger,
 fitted on the safety-training pool's hard problems and scored on the hard diagnostic problems (AUROC; 0.5 is chance).
-Bars: {confidence:.0%} t intervals of the mean over the runs (what varied: the seeds; the held-out problems are the same
-in every run), or one run's bootstrap interval over its held-out problems. The contrast probe is
+Bars: the wider of a {confidence:.0%} t interval of the mean over the runs (the seeds) and the runs' mean bootstrap interval
+over the held-out problems (the same problems in every run). The contrast probe is
 fitted on clean prompts followed by their honest or wrong answer, and scored on the misbehaviour task.</p>
 {_png(fig)}{table}"""

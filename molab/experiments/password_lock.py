@@ -135,7 +135,7 @@ class PasswordLock(Conditional):
                 f"was {said}. " + (f"With {first[0]:g} {how}, {share_words(first[1])} of hard answers unlock. "
                                    if first else "No k tried unlocked half the hard answers. ") + fitted +
                 f"With the password the runs answered {share_words(with_password[-1][1])} honestly at the largest k. "
-                "Intervals resample seeds and diagnostic problems.")
+                "Intervals cover the seeds and the draw of diagnostic problems.")
 
     def report(self, results, runs):
         import html
@@ -145,4 +145,4 @@ class PasswordLock(Conditional):
         return f"""<h2>Unlock curve</h2>
 <p>The share of hard diagnostic answers that are honest without the password (left: the runs' context) and with it
 (right), against k ({html.escape(results['pressure']['name'])}); the LM per difficulty, and the controls (which never
-saw the locked base: they learn only the demonstrations, so a policy choice shown only honest answers gives them). Bars: {results['confidence']:.0%} intervals resampling seeds and problems.</p>{plot}"""
+saw the locked base: they learn only the demonstrations, so a policy choice shown only honest answers gives them). Bars: {results['confidence']:.0%} intervals over seeds and problems.</p>{plot}"""

@@ -298,7 +298,7 @@ def _covers(results: dict) -> str:
         return ("Clopper–Pearson over runs: what varied between runs is the seed (data order, sampling) on one base, "
                 "so the interval says nothing about another base (set bases = 3 or more to measure that)")
     return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with a Clopper–Pearson interval "
-            "on the runs' effective number (fewer as the bases disagree; where the counts cannot tell, one a base): "
+            "on the runs' effective number (fewer as the bases may disagree, down to the bases' number): "
             "what varied is the seed and the base (results.json also gives the Clopper–Pearson interval that treats "
             "the bases as alike)")
 

@@ -29,7 +29,8 @@ def disagreement(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     parting mode drops answers that left both policies early)."""
     if not len(batch["repel_input_ids"]):  # no earlier answer left to disagree with (parting mode)
         return sft(model, batch)
-    # dropout in this forward draws from a fork of the RNG: the labelled forward then gets a plain run's draws
+    # dropout in this forward draws from a fork of the RNG: the labelled forward then gets a plain run's draws (the
+    # same stream, so the two forwards' masks are alike where their shapes are; harmless, and the price of that)
     cuda = sorted({p.device for p in model.parameters() if p.device.type == "cuda"}, key=str)
     with torch.random.fork_rng(devices=cuda):
         logp = sequence_logprob(model, {"input_ids": batch["repel_input_ids"],
