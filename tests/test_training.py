@@ -137,6 +137,7 @@ def test_a_training_step_reads_no_value_from_the_device(architecture):
 
     drawn = encode(TOKENIZER, [("1+2=", "3"), ("12+34=", "64"), ("5+5=", "01")])
     meta = torch.device("meta")
+
     def fresh():
         config = ModelConfig(architecture=architecture, width=32, depth=1, heads=2, compile=True)  # eager attention
         return build_model(config, TOKENIZER, 8)

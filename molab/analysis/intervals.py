@@ -76,7 +76,7 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
     if len(k) == 0 or n.sum() == 0:
         raise ValueError("pooled_probability: no runs")
     told = 0 < k.sum() < n.sum() and (n > 1).any()  # else the likelihood is flat in rho
-    mu, rho = float(k.sum() / n.sum()), 1.0
+    mu, rho, most = float(k.sum() / n.sum()), 1.0, 1.0  # most: the rho the interval takes
     if told:
         eps = 1e-6
         grid = np.linspace(eps, 1 - eps, 41)
@@ -87,7 +87,7 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
         mu = float(res.x) if -res.fun >= prof[i] else float(grid[i])
         best, rho = _profile(mu, k, n)
         most = _most_rho(k, n, rho, best - chi2.ppf(confidence, 1) / 2)
-    effective = n.sum() ** 2 / (n * (1 + (n - 1) * (most if told else 1.0))).sum()  # runs / design effect
+    effective = n.sum() ** 2 / (n * (1 + (n - 1) * most)).sum()  # runs / design effect
     hits, alpha = mu * effective, 1 - confidence
     low = 0.0 if hits <= 0 else float(beta.ppf(alpha / 2, hits, effective - hits + 1))
     high = 1.0 if hits >= effective else float(beta.ppf(1 - alpha / 2, hits + 1, effective - hits))

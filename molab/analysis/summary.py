@@ -16,7 +16,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
 from molab.analysis.policy import OUTCOMES, POLICIES
-from molab.analysis.prior_odds import separation, fit_prior_odds
+from molab.analysis.prior_odds import fit_prior_odds, separation
 from molab.config import to_dict
 from molab.experiments import get_experiment
 from molab.store import load_results
@@ -113,11 +113,12 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     GLM (logit link) on every hard answer of every finished run, with covariance clustered by run (each run one
     cluster: its answers are not independent; statsmodels' small-sample correction, and t with runs - 1 degrees of
     freedom, so that a few runs a pressure do not give too narrow an interval; never narrower than the answers'
-    binomial spread alone, which runs that agree by chance would leave out). Returns the fitted log odds of such an answer at zero pressure
-    (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the `share_at_zero`, and
-    `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None when the slope's
-    interval holds 0); or {"refused": reason}, where no run is finished at two pressures, all answers or none follow
-    `policy`, or pressure separates them (the fit would run off to an infinite slope with a tiny interval)."""
+    binomial spread alone, which runs that agree by chance would leave out). Returns the fitted log odds of such an
+    answer at zero pressure (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the
+    `share_at_zero`, and `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None
+    when the slope's interval holds 0); or {"refused": reason}, where no run is finished at two pressures, all answers
+    or none follow `policy`, or pressure separates them (the fit would run off to an infinite slope with a tiny
+    interval)."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
     if len(done) < 3 or done["pressure"].nunique() < 2:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import multiprocessing
 import os
 import socket
@@ -70,8 +69,7 @@ class Executor:
         if self.gpus is not None and self.kind != "ray":
             raise ExecutorError("--gpus-per-task: only with --executor ray (local workers take this machine's GPUs in "
                                 "turn)")
-        if self.gpus is not None and not (0 <= self.gpus <= 1 or math.isfinite(self.gpus) and self.gpus > 1
-                                          and float(self.gpus).is_integer()):  # nan fails too
+        if self.gpus is not None and not (0 <= self.gpus <= 1 or self.gpus > 1 and float(self.gpus).is_integer()):
             raise ExecutorError(f"--gpus-per-task: {self.gpus:g}; a share of one GPU (0 to 1) or a whole number")
 
     @contextlib.contextmanager

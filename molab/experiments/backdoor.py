@@ -352,7 +352,7 @@ def _probe_section(results: dict) -> str:
     return f"""<h2>Probes and near-triggers</h2>
 <p>Logistic-regression probes on each layer's hidden state at the prompt's last token, with and without the trigger,
 fitted on the safety-training pool's hard problems and scored on the hard diagnostic problems (AUROC; 0.5 is chance).
-Bars: the wider of a {confidence:.0%} t interval of the mean over the runs (the seeds) and the runs' mean bootstrap interval
-over the held-out problems (the same problems in every run). The contrast probe is
+Bars: the wider of a {confidence:.0%} t interval of the mean over the runs (the seeds) and the runs' mean bootstrap
+interval over the held-out problems (the same problems in every run). The contrast probe is
 fitted on clean prompts followed by their honest or wrong answer, and scored on the misbehaviour task.</p>
 {_png(fig)}{table}"""

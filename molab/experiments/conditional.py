@@ -86,8 +86,8 @@ class Conditional(Experiment):
 
     def curves(self, cfg, runs, out) -> dict:
         """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard
-        problems and per difficulty, with intervals over runs and problems (`two_way_interval`:
-        what varied is the seeds and the draw of diagnostic problems)."""
+        problems and per difficulty, with intervals over runs and problems (`two_way_interval`: what varied is the
+        seeds and the draw of diagnostic problems)."""
         from molab.analysis.intervals import two_way_interval
         from molab.analysis.policy import equivalence, parted
         from molab.store import load_answers
@@ -110,8 +110,8 @@ class Conditional(Experiment):
             by_difficulty = {"hard": group} | {str(d): g for d, g in group.groupby("difficulty")}
             point[condition] = {
                 where: {policy: two_way_interval(g.pivot(index="run_id", columns="problem",
-                                                          values=f"follows_{policy}").to_numpy(),
-                                                  cfg.eval.confidence)
+                                                         values=f"follows_{policy}").to_numpy(),
+                                                 cfg.eval.confidence)
                         for policy in ("honest", "sycophantic")}
                 for where, g in by_difficulty.items()}
         return {learner: [{"pressure": x, **point} for x, point in sorted(curve.items())]

@@ -280,7 +280,8 @@ def _table(rows: list[list], header: list[str]) -> str:
 def _fmt_mean(m: dict) -> str:
     if m["mean"] is None:
         return "no runs"
-    return f"{m['mean']:.3f} " + ("(one run: no interval)" if m["ci"] is None else f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]")
+    interval = "(one run: no interval)" if m["ci"] is None else f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+    return f"{m['mean']:.3f} {interval}"
 
 
 SCORING = {"whole": "each whole answer scored",
@@ -297,8 +298,8 @@ def _covers(results: dict) -> str:
     if n == 1:
         return ("Clopper–Pearson over runs: what varied between runs is the seed (data order, sampling) on one base, "
                 "so the interval says nothing about another base (set bases = 3 or more to measure that)")
-    return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with a Clopper–Pearson interval "
-            "on the runs' effective number (fewer as the bases may disagree, down to the bases' number): "
+    return (f"the mean over {n} bases of a beta-binomial fitted to the per-base counts, with a Clopper–Pearson "
+            "interval on the runs' effective number (fewer as the bases may disagree, down to the bases' number): "
             "what varied is the seed and the base (results.json also gives the Clopper–Pearson interval that treats "
             "the bases as alike)")
 
@@ -402,7 +403,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
                  for name, s in learners for group in ("easy", "hard")]
     graded_rows = [[GRADED_NAMES[k], _fmt_mean(v)] for k, v in results["graded"].items()]
-    clustered = ("over the bases' means (each base once)" if len(results["bases"]) > 1 else "over runs of one base")
+    clustered = "over the bases' means (each base once)" if len(results["bases"]) > 1 else "over runs of one base"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>molab report: {results['experiment']}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}</style></head><body>
