@@ -282,16 +282,17 @@ def _start(setup: Setup, base: Path, seed: int, loaded: tuple | None = None,
     lora = setup.cfg.finetune.method == "lora"
     model, tokenizer = ((copy.deepcopy(loaded[0], {id(w): w for w in loaded[0].parameters()} if lora else None),
                          loaded[1]) if loaded else _loaded(setup, base))
-    tags = setup.experiment.tags(setup.cfg)
+    tags, rows = setup.experiment.tags(setup.cfg), model.get_input_embeddings().num_embeddings
     for tag in tags:
         add_tag(model, tokenizer, tag)
+    drawn = model.get_input_embeddings().num_embeddings - rows
     if lora:
         model = with_lora(model, setup.cfg.finetune.lora)
-    if lengths is not None:
-        return Learning(model, tokenizer, *lengths, seed)
-    max_len = setup.max_len(tokenizer, setup.problems()) + sum(len(tokenizer(t, add_special_tokens=False).input_ids)
-                                                               for t in tags)
-    return Learning(model, tokenizer, max_len, setup.answer_len(tokenizer), seed)
+    if lengths is None:
+        lengths = (setup.max_len(tokenizer, setup.problems())
+                   + sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in tags),
+                   setup.answer_len(tokenizer))
+    return Learning(model, tokenizer, *lengths, seed, drawn_tags=drawn)
 
 
 def _lengths(learning: Learning) -> tuple[int, int]:
@@ -330,11 +331,13 @@ def _answers(setup: Setup, spec: RunSpec, generate) -> dict[str, dict[str, list[
                         for name in ([] if spec.ceiling else setup.experiment.answered)}}
 
 
-def _finish(setup: Setup, spec: RunSpec, learning: Learning, metrics: dict, keep: Path | None,
+def _finish(setup: Setup, spec: RunSpec, learning: Learning, phases: list, metrics: dict, keep: Path | None,
             generate=None) -> dict:
-    """A trained run's result: what the experiment measures on its model, its answers (`generate(problems,
-    prompts)`; by default the model's greedy answers) and, with `keep`, its saved weights."""
+    """A trained run's result (`phases`: what it trained): what the experiment measures on its model, its answers
+    (`generate(problems, prompts)`; by default the model's greedy answers), whether it is `deterministic`, and, with
+    `keep`, its saved weights."""
     metrics |= learning.notes | ({} if spec.ceiling else setup.experiment.measure(setup, learning))
+    metrics["deterministic"] = deterministic(setup, "lm", spec, phases, learning)
     model, tokenizer = learning.model, learning.tokenizer
     answered = _answers(setup, spec, generate or (
         lambda _, prompts: generate_answers(model, tokenizer, prompts, learning.n_new)))
@@ -371,7 +374,7 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
         except TrainingDiverged as e:
             results.append({"error": str(e)})
             continue
-        results.append(_finish(setup, spec, learning, metrics, keep))
+        results.append(_finish(setup, spec, learning, phases, metrics, keep))
     return results
 
 
@@ -480,16 +483,21 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
         return generate
 
     together = stacked.weights[0].is_cuda
-    return [_finish(setup, spec, learning, m, keep, answer_as(r) if together else None)
+    return [_finish(setup, spec, learning, phases[spec], m, keep, answer_as(r) if together else None)
             for r, (spec, learning, m) in enumerate(zip(specs, learnings, metrics))]
 
 
 # ---------------------------------------------------------------- the simple-learner controls
 
-def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None) -> bool:
-    """Whether a control's run cannot differ by seed: it samples nothing, or no phase asks it to (`phases`: the
-    run's phases, when already built)."""
+def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None,
+                  learning: Learning | None = None) -> bool:
+    """Whether a run cannot differ by seed (`phases`: the run's phases, when already built). An LM run (`learning`:
+    it, once started) when it takes no training step and drew no tag's embedding: it is its base, answering
+    greedily (a password-locked model at k = 0, a backdoored one at s = 0). A control when it samples nothing, or no
+    phase asks it to."""
     phases = setup.phases(spec) if phases is None else phases
+    if learner == "lm":
+        return not any(phase.steps for phase in phases) and not learning.drawn_tags
     return not (CONTROLS[learner].samples and any(phase.samples for phase in phases))
 
 

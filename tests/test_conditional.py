@@ -10,6 +10,7 @@ from molab import run_experiment
 from molab.analysis.probes import hidden_states, probe, transfer
 from molab.config import load_config
 from molab.experiments.backdoor import near_triggers
+from molab.store import load_answers, load_results
 
 # the tiny experiment's model and world, with fewer ceiling runs; a conditional base needs a little more pretraining
 SMALL = [*TINY, "ceiling.seeds=1", "model.pretrain_steps=1200", "model.check_every=300", "controls=['policy_choice']"]
@@ -77,6 +78,22 @@ def test_demonstrations_without_the_password_unlock(locked):
     assert after["mean"] >= before["mean"] + 0.3 and after["ci"][0] > before["ci"][1]
     assert "unlock" in (out / "report.html").read_text()
     assert json.loads((out / "results.json").read_text())["curves"]["lm"][0]["with_password"]
+
+
+def test_the_locked_base_at_k_0_counts_once_and_the_trained_runs_each(locked):
+    """At k = 0 every seed's run is the locked base itself: stored as deterministic, it is one run in the curve (no
+    interval: nothing varied), while the runs at k = 64 train and count per seed."""
+    out, results = locked
+    stored = load_results(out)
+    lm = stored[(stored["learner"] == "lm") & stored["pressure"].notna()]
+    assert lm.groupby("pressure")["deterministic"].agg(lambda d: set(d)).to_dict() == {0.0: {True}, 64.0: {False}}
+    at_zero = lm[lm["pressure"] == 0]["run_id"].tolist()
+    assert len(at_zero) == results["config"]["seeds"] > 1  # every seed ran, and answered alike
+    answers = load_answers(out, at_zero).groupby("run_id")["answer"].apply(tuple)
+    assert answers.nunique() == 1
+    curve = {c["pressure"]: c for c in results["pressure_curve"]}
+    assert curve[0.0]["n"] == 1 and curve[0.0]["ci"] is None
+    assert curve[64.0]["n"] == results["config"]["seeds"] and curve[64.0]["ci"] is not None
 
 
 def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_used_as_it_is(tiny, tmp_path):

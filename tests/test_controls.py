@@ -89,6 +89,17 @@ def test_a_control_that_samples_nothing_is_one_run():
     assert not deterministic(incentive, "bigram", spec)           # it samples its own answers, seeded by the run
 
 
+def test_an_lm_run_that_trains_nothing_and_draws_no_tag_is_one_run():
+    from molab.training.phase import Learning
+
+    locked = prepare(load_config(overrides=["experiment=password_lock", *SMALL]))
+    base = Learning(None, None, 0, 0, 0)
+    assert deterministic(locked, "lm", RunSpec(0, 0.0), learning=base)       # k = 0: the locked base itself
+    assert not deterministic(locked, "lm", RunSpec(0, 4.0), learning=base)   # k = 4: it trains
+    drawn = Learning(None, None, 0, 0, 0, drawn_tags=1)                      # a tag's embedding drawn by the seed
+    assert not deterministic(locked, "lm", RunSpec(0, 0.0), learning=drawn)
+
+
 def test_spoonfed_pressures_are_the_fractions_used():
     """ρ values that round to the same number of demonstrations are one pressure: the one used."""
     cfg = load_config(overrides=["experiment=spoonfeeding", *SMALL, "sweep.pressures=[0, 0.001, 0.0025, 0.005, 1]",

@@ -183,6 +183,35 @@ def test_one_value_has_no_interval():
     assert mean_interval([0.3, 0.5])["ci"][0] < 0.3
 
 
+def test_shares_that_every_run_gives_alike_keep_their_problems_width():
+    """16 runs that answer every one of 64 easy problems right: not [1, 1], but the 64 problems' Clopper–Pearson
+    interval; runs that differ keep their t interval, and a share of a ceiling (which can pass 1) has no problems."""
+    import pandas as pd
+
+    from molab.analysis.summary import learner_summary
+
+    runs = pd.DataFrame({"status": "done", "base": 0, "policy": "honest", "outcome": "honest",
+                         "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": [0.9, 1.0] * 8,
+                         "rates.hard.sycophantic": 0.0, "rates.hard.n": 64, "ceiling_share.honest": 1.0})
+    graded = learner_summary(runs, 0.95)["graded"]
+    assert graded["easy_accuracy"]["ci"] == pytest.approx(list(clopper_pearson(64, 64)))
+    assert graded["hard_sycophantic"]["ci"] == pytest.approx(list(clopper_pearson(0, 64)))
+    assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval([0.9, 1.0] * 8)["ci"])
+    assert graded["honest_of_ceiling"]["ci"] == [1.0, 1.0]
+
+
+def test_rates_weigh_each_base_once_as_the_graded_shares_do():
+    import pandas as pd
+
+    from molab.analysis.summary import learner_summary
+
+    runs = pd.DataFrame({"status": "done", "base": [0, 0, 0, 1], "policy": "other", "outcome": "mixed",
+                         "rates.hard.honest": [0.1, 0.1, 0.1, 0.9], "rates.hard.sycophantic": 0.0,
+                         "rates.hard.other": [0.9, 0.9, 0.9, 0.1], "rates.hard.n": 64})
+    summary = learner_summary(runs, 0.95)
+    assert summary["rates"]["hard"]["honest"] == pytest.approx(0.5) == summary["graded"]["hard_honest"]["mean"]
+
+
 def test_clustered_mean_interval_counts_bases_not_runs():
     values = [0.1] * 8 + [0.9] * 8
     runs = mean_interval(values)
@@ -333,19 +362,35 @@ def test_a_summary_without_finished_runs_or_ceilings_writes_no_nan():
     control's one run has no interval; a base without a finished ceiling leaves the shares of the others' alone."""
     import pandas as pd
 
-    from molab.analysis.summary import learner_summary
+    from molab.analysis.summary import learner_summary, pressure_curve
 
     failed = pd.DataFrame({"status": "failed", "base": [0, 0], "policy": None, "outcome": None,
                            "rates.hard.honest": np.nan})
     json.dumps(learner_summary(failed, 0.95), allow_nan=False)
     one = pd.DataFrame({"status": "done", "base": [0], "policy": ["other"], "outcome": ["mixed"],
-                        "deterministic": [True], "rates.hard.honest": [0.0]})
+                        "deterministic": [True], "rates.hard.honest": [0.0], "rates.hard.sycophantic": [0.0]})
     p = learner_summary(one, 0.95)["p_sycophantic"]
     assert p["ci"] is None and "nothing varied" in p["covers"]
+    assert pressure_curve(one.assign(pressure=0.0), [0.0], 0.95)[0]["ci"] is None
+    assert pressure_curve(one.assign(pressure=0.0, deterministic=False), [0.0], 0.95)[0]["ci"] is not None
     two = pd.DataFrame({"status": "done", "base": [0, 0, 1, 1], "policy": "honest", "outcome": "honest",
                         "rates.hard.honest": 0.9,
                         "ceiling_share.honest": [0.9, 1.0, np.nan, np.nan]})
     assert learner_summary(two, 0.95)["graded"]["honest_of_ceiling"]["mean"] == pytest.approx(0.95)
+
+
+def test_runs_that_cannot_differ_by_seed_count_once_per_base_learner_and_pressure():
+    import pandas as pd
+
+    from molab.analysis.summary import summary_runs
+
+    runs = pd.DataFrame({"experiment_id": ["a"] * 6 + ["b"] * 2, "learner": "lm", "seed": [2, 1, 0, 0, 1, 2, 0, 1],
+                         "pressure": [0.0, 0.0, 0.0, 4.0, 4.0, 4.0, 0.0, 0.0],
+                         "deterministic": [True, True, True, False, False, False, True, True]})
+    kept = summary_runs(runs, ["a", "b"], [(p, s) for p in (0.0, 4.0) for s in range(3)])
+    assert sorted(zip(kept["base"], kept["pressure"], kept["seed"])) == [(0, 0.0, 0), (0, 4.0, 0), (0, 4.0, 1),
+                                                                         (0, 4.0, 2), (1, 0.0, 0)]
+    assert len(summary_runs(runs.assign(deterministic=np.nan), ["a", "b"], [(0.0, s) for s in range(3)])) == 5
 
 
 def test_the_answer_says_the_bases_prior_is_a_setting():

@@ -32,8 +32,11 @@ def test_spoonfeeding_sweep_learns_the_demonstrations_resumes_and_reports(tiny, 
     assert [(c["pressure"], c["n"]) for c in curve] == [(0, 2), (1, 2)]
     for j, point in enumerate(curve):
         controls = {name: c["pressure_curve"][j] for name, c in results["controls"].items()}
+        assert point["ci"][0] <= point["p"] <= point["ci"][1]
         for c in (point, *controls.values()):
-            assert c["p"] == c["k"] / c["n"] and c["ci"][0] <= c["p"] <= c["ci"][1]
+            assert c["p"] == c["k"] / c["n"]
+        for c in controls.values():  # each control is deterministic here: one run, nothing varied, no interval
+            assert c["n"] == 1 and c["ci"] is None
         assert point["reproduced_by"] == [name for name, c in controls.items() if point["k"] and c["k"]]
     # ρ = 1 spoonfeeds the overseer's answers: the policy-choice control follows them; at ρ = 0 it has no reason to
     assert [c["k"] for c in results["controls"]["policy_choice"]["pressure_curve"]] == [0, 1]

@@ -96,19 +96,25 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
             "k": int(k.sum()), "n": int(n.sum())}
 
 
-def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.inf, math.inf)) -> dict:
+def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.inf, math.inf),
+                  problems: int | None = None) -> dict:
     """Mean of per-run values with a t interval; with `groups` (each run's base) of at least two distinct values,
     the mean of the groups' means with a t interval over them (groups - 1 degrees of freedom): each base counts
     once, however many of its runs finished, and runs of one base do not count as independent (a cluster-robust
     interval around the runs' mean covered 78% at 95% with bases of 16, 2 and 2 runs; with equal groups the two
     are the same). The interval is cut to `within`, the values' possible range (a share's t interval over few bases
-    can run past 0 or 1). One value has no interval (`ci` None); values that are all the same, one of zero width.
+    can run past 0 or 1). One value has no interval (`ci` None). Values that are all the same give the t interval
+    no width: where each is a share of `problems` answers (runs that all answer every easy problem right), a
+    Clopper–Pearson interval over those problems instead (what varied then shows only in the draw of problems, as in
+    `two_way_interval`); else one of zero width.
 
     >>> r = mean_interval([0.2, 0.4, 0.6, 0.8])
     >>> round(r["mean"], 2), r["ci"][0] < 0.5 < r["ci"][1]
     (0.5, True)
     >>> mean_interval([0.1, 0.1, 0.1, 0.9], groups=[0, 0, 0, 1])["mean"]   # two bases: the mean of their means
     0.5
+    >>> mean_interval([1.0] * 16, problems=64)["ci"]   # every run right on all 64: the problems' interval
+    [0.9439..., 1.0]
     """
     y = np.asarray(values, float)
     if len(y) == 0:
@@ -119,7 +125,8 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
         return {"mean": float(y[0]), "ci": None, "n": len(values)}
     mean = float(y.mean())
     if np.ptp(y) == 0:
-        return {"mean": mean, "ci": [mean, mean], "n": len(values)}
+        ci = [mean, mean] if not problems else list(clopper_pearson(round(mean * problems), problems, confidence))
+        return {"mean": mean, "ci": ci, "n": len(values)}
     low, high = t.interval(confidence, len(y) - 1, loc=mean, scale=float(y.std(ddof=1) / math.sqrt(len(y))))
     return {"mean": mean, "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(values)}
 

@@ -35,7 +35,7 @@ def _pooled(done: pd.DataFrame, policy: str, confidence: float) -> dict:
     one run, no interval (nothing varied)."""
     k, n = int((done["policy"] == policy).sum()), len(done)
     alike = _probability(k, n, confidence)
-    if n == 1 and "deterministic" in done and bool(done["deterministic"].eq(True).all()):
+    if _nothing_varied(done):
         return alike | {"ci": None, "covers": "one run, the same for every seed: nothing varied, no interval"}
     if n == 0 or done["base"].nunique() < 2:
         return alike | {"covers": "seeds (data order, sampling) on one base"}
@@ -44,11 +44,16 @@ def _pooled(done: pd.DataFrame, policy: str, confidence: float) -> dict:
     return fit | {"covers": f"seeds and bases ({len(per_base)} bases, beta-binomial)", "if_bases_alike": alike}
 
 
+def _nothing_varied(done: pd.DataFrame) -> bool:
+    """Whether `done` is one run that cannot differ by seed (on one base): it has no interval."""
+    return len(done) == 1 and "deterministic" in done and bool(done["deterministic"].eq(True).all())
+
+
 def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     """Policy and outcome counts, P(sycophantic) and P(honest) with intervals (`_pooled`), the graded shares of
     each run's hard answers (and of the ceilings) as means with t intervals (`mean_interval`: over the bases' means
     where there are several), and the mean rates of honest / sycophantic / other answers on easy, hard and each
-    difficulty."""
+    difficulty (the mean of the bases' means, as the graded shares)."""
     done = runs[runs["status"] == "done"]
     n = len(done)
     counts = {p: int((done["policy"] == p).sum()) if n else 0 for p in POLICIES}
@@ -56,9 +61,10 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     for col in done.columns if n else []:  # no finished run: no rates (None, not NaN)
         m = re.fullmatch(r"rates\.(.+)\.(honest|sycophantic|other)", col)
         if m:
-            groups.setdefault(m.group(1), {})[m.group(2)] = float(done[col].mean())
+            groups.setdefault(m.group(1), {})[m.group(2)] = float(done.groupby("base")[col].mean().mean())
     per_difficulty = {k.split(".", 1)[1]: v for k, v in groups.items() if k.startswith("difficulty.")}
-    graded = {name: mean_interval(done[col].dropna(), done["base"][done[col].notna()], confidence, within=(0, top))
+    graded = {name: mean_interval(done[col].dropna(), done["base"][done[col].notna()], confidence, within=(0, top),
+                                  problems=_problems(done, col))
               for name, (col, top) in GRADED.items() if col in done}  # a share of a missing ceiling is missing
     return {
         "n_runs": n,
@@ -73,6 +79,13 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     }
 
 
+def _problems(done: pd.DataFrame, col: str) -> int | None:
+    """How many problems each of a `rates.` column's shares is out of (the fewest over runs); None for a share of a
+    ceiling, which can pass 1."""
+    n = f"{col.rsplit('.', 1)[0]}.n"
+    return int(done[n].min()) if col.startswith("rates.") and n in done and done[n].notna().any() else None
+
+
 # graded per-run shares reported beside the labels: name -> (column of the runs' table, largest possible value;
 # a run can beat its ceiling)
 GRADED = {"hard_honest": ("rates.hard.honest", 1), "hard_sycophantic": ("rates.hard.sycophantic", 1),
@@ -83,12 +96,14 @@ GRADED = {"hard_honest": ("rates.hard.honest", 1), "hard_sycophantic": ("rates.h
 def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float,
                    policy: str = "sycophantic") -> list[dict]:
     """Per pressure: runs `n`, runs `k` that follow `policy` (the one the pressure pushes toward), `p` = k/n and its
-    Clopper–Pearson `ci`, and `share`, the mean share of the runs' hard answers that follow it (None without runs)."""
+    Clopper–Pearson `ci` (None for one run that cannot differ by seed), and `share`, the mean share of the runs' hard
+    answers that follow it (None without runs)."""
     done = runs[runs["status"] == "done"]
     curve = []
     for x in pressures:
         at = done[done["pressure"] == x]
         p = _probability(int((at["policy"] == policy).sum()), len(at), confidence)
+        p = p | {"ci": None} if _nothing_varied(at) else p
         share = float(at[f"rates.hard.{policy}"].mean()) if len(at) else None
         curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"], "share": share})
     return curve
@@ -157,11 +172,15 @@ def _pair(pressure, seed) -> tuple:
 def summary_runs(df: pd.DataFrame, experiment_ids: list[str], plan: list[tuple]) -> pd.DataFrame:
     """The stored runs that a summary covers: those of the experiment ids (one per base, in order) at the
     (pressure, seed) pairs of its `plan` (pressure None outside sweeps), with a `base` column: the index of the
-    run's experiment id in `experiment_ids`."""
+    run's experiment id in `experiment_ids`. Runs that cannot differ by seed (`deterministic`: a control that samples
+    nothing, an LM run that trains nothing) count once: the lowest seed's, per base, learner and pressure."""
     pairs = {_pair(p, s) for p, s in plan}
     index = {eid: i for i, eid in enumerate(experiment_ids)}
     df = df[df["experiment_id"].isin(list(index))]
     df = df[np.array([_pair(p, s) in pairs for p, s in zip(df["pressure"], df["seed"])], dtype=bool)]
+    if "deterministic" in df:
+        once = df[df["deterministic"].eq(True)].sort_values("seed")
+        df = df.drop(once.index[once.duplicated(["experiment_id", "learner", "pressure"])])
     return df.assign(base=df["experiment_id"].map(index))
 
 
@@ -183,11 +202,8 @@ def _capable(ceiling: dict, threshold: float) -> bool:
 
 
 def control_runs(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """The runs of the control `name`: on the first base (a control sees the tokenizer, not the weights), and at seed
-    0 only where its runs cannot differ by seed (one deterministic run counts once, not `seeds` times)."""
-    runs = df[(df["learner"] == name) & (df["base"] == 0)]
-    varies = runs["deterministic"].eq(False) if "deterministic" in runs else False
-    return runs[(runs["seed"] == 0) | varies]
+    """The runs of the control `name`: on the first base (a control sees the tokenizer, not the weights)."""
+    return df[(df["learner"] == name) & (df["base"] == 0)]
 
 
 def _can_fire(scored: pd.DataFrame, base: dict, name: str, cfg) -> dict:

@@ -111,7 +111,8 @@ def _pressure_plot(results: dict) -> str:
         x = np.array([c["pressure"] for c in pts])
         span = (x.max() - x.min()) if len(x) else 1.0
         p = np.array([c["p"] for c in pts])
-        err = np.array([[c["p"] - c["ci"][0], c["ci"][1] - c["p"]] for c in pts]).T.reshape(2, -1)
+        bars = [c["ci"] or (c["p"], c["p"]) for c in pts]  # one run that cannot differ by seed: no bar
+        err = np.array([[c["p"] - lo, hi - c["p"]] for c, (lo, hi) in zip(pts, bars)]).T.reshape(2, -1)
         ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc=None if learner == "lm" else "white",
                     color=COLORS[toward] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
         if learner == "lm":

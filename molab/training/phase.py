@@ -20,7 +20,8 @@ from molab.training.objectives import sft
 class Learning:
     """What a phase's batches are made from: the learner (an LM, or None for a control), its tokenizer,
     the padded training length, the answer budget in tokens, and the run's seed. A phase may write numbers of its
-    own in `notes` (e.g. what a red-team search found); they go into the run's metrics."""
+    own in `notes` (e.g. what a red-team search found); they go into the run's metrics. `drawn_tags`: how many of the
+    experiment's tags the run gave a freshly drawn embedding (the run's seed drew them)."""
 
     model: object
     tokenizer: object
@@ -28,6 +29,7 @@ class Learning:
     n_new: int
     seed: int
     notes: dict = field(default_factory=dict)
+    drawn_tags: int = 0
 
 
 @dataclass(frozen=True)
