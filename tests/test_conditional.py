@@ -253,3 +253,8 @@ def test_probes_see_the_trigger_only_past_the_embeddings(backdoored):
     assert by_layer[0]["auroc"] == pytest.approx(0.5)
     assert by_layer[2]["ci"][0] > 0.6
     assert "near_triggers.rate" in probes
+    for results in backdoored:  # s = 0 is the base itself: one run; a share every run gives alike keeps a width
+        points = {p["pressure"]: p for p in results["probes"]}
+        assert points[0.0]["runs"] == 1 and points[64.0]["runs"] == results["config"]["seeds"]
+        for col in ("near_triggers.rate", "near_triggers.eliciting"):
+            assert points[0.0][col]["ci"] is None and points[64.0][col]["ci"][1] > points[64.0][col]["ci"][0]

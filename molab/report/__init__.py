@@ -426,7 +426,8 @@ the share of hard answers it gives the overseer's way when trained like the LM's
 labels at every difficulty): below {ev['policy_threshold']:g} it cannot fire in this world, and its silence is no
 evidence.</p>
 <p>Graded outcomes of the LM's runs: per run, the share of its hard answers that follow each policy, that share
-divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered}.</p>
+divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered} (where
+every run gives the same share, which leaves a t interval no width, the Clopper–Pearson interval over the problems).</p>
 {_table(graded_rows, ["per run", "mean [interval]"])}
 {_per_run_plot(runs, results, ev["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
