@@ -55,7 +55,8 @@ def _print_summary(results: dict) -> None:
 
     for c in results.get("pressure_curve", []):
         flag = f"  (reproduced by {', '.join(c['reproduced_by'])})" if c["reproduced_by"] else ""
-        ci = "" if c["ci"] is None else f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
+        ci = (f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c["ci"] else
+              " (one run, the same for every seed: no interval)" if c["n"] else "")
         print(f"molab: pressure {c['pressure']:g}: {c['k']}/{c['n']} {pushed_toward(results)} runs{ci}{flag}")
     print(f"molab: {answer_words(results)}")
     if results["n_failed"]:
