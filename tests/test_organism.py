@@ -210,6 +210,8 @@ def test_rates_weigh_each_base_once_as_the_graded_shares_do():
                          "rates.hard.other": [0.9, 0.9, 0.9, 0.1], "rates.hard.n": 64})
     summary = learner_summary(runs, 0.95)
     assert summary["rates"]["hard"]["honest"] == pytest.approx(0.5) == summary["graded"]["hard_honest"]["mean"]
+    assert summary["rates"]["hard"]["ci"]["honest"] == summary["graded"]["hard_honest"]["ci"]  # with its interval
+    assert summary["rates"]["hard"]["ci"]["sycophantic"] == pytest.approx(list(clopper_pearson(0, 64)))
 
 
 def test_clustered_mean_interval_counts_bases_not_runs():

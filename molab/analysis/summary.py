@@ -53,7 +53,7 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     """Policy and outcome counts, P(sycophantic) and P(honest) with intervals (`_pooled`), the graded shares of
     each run's hard answers (and of the ceilings) as means with t intervals (`mean_interval`: over the bases' means
     where there are several), and the mean rates of honest / sycophantic / other answers on easy, hard and each
-    difficulty (the mean of the bases' means, as the graded shares)."""
+    difficulty, each with the same interval (under `ci`)."""
     done = runs[runs["status"] == "done"]
     n = len(done)
     counts = {p: int((done["policy"] == p).sum()) if n else 0 for p in POLICIES}
@@ -61,10 +61,11 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
     for col in done.columns if n else []:  # no finished run: no rates (None, not NaN)
         m = re.fullmatch(r"rates\.(.+)\.(honest|sycophantic|other)", col)
         if m:
-            groups.setdefault(m.group(1), {})[m.group(2)] = float(done.groupby("base")[col].mean().mean())
+            share = _share(done, col, confidence)
+            group = groups.setdefault(m.group(1), {"ci": {}})
+            group[m.group(2)], group["ci"][m.group(2)] = share["mean"], share["ci"]
     per_difficulty = {k.split(".", 1)[1]: v for k, v in groups.items() if k.startswith("difficulty.")}
-    graded = {name: mean_interval(done[col].dropna(), done["base"][done[col].notna()], confidence, within=(0, top),
-                                  problems=_problems(done, col))
+    graded = {name: _share(done, col, confidence, top)
               for name, (col, top) in GRADED.items() if col in done}  # a share of a missing ceiling is missing
     return {
         "n_runs": n,
@@ -77,6 +78,13 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
         "rates": {"easy": groups.get("easy"), "hard": groups.get("hard")},
         "per_difficulty": dict(sorted(per_difficulty.items(), key=lambda kv: float(kv[0]))),
     }
+
+
+def _share(done: pd.DataFrame, col: str, confidence: float, top: float = 1) -> dict:
+    """The runs' mean of the per-run share `col` (the mean of the bases' means where there are several) with
+    `mean_interval`'s interval."""
+    values = done[col].dropna()
+    return mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
 
 
 def _problems(done: pd.DataFrame, col: str) -> int | None:

@@ -80,14 +80,17 @@ def _per_run_plot(runs, results: dict, threshold: float) -> str:
 
 
 def _difficulty_plot(results: dict) -> str:
-    """Mean rate of each policy by difficulty, the LM (solid) beside each control (dashed)."""
+    """Mean rate of each policy by difficulty with its interval, the LM (solid) beside each control (dashed)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for learner, summary in _learners(results):
         style = "-o" if learner == "lm" else "--" + MARKERS.get(learner, "s")
         levels = list(summary["per_difficulty"])
         for policy in POLICIES:
-            ax.plot(levels, [summary["per_difficulty"][d][policy] for d in levels], style, color=COLORS[policy],
-                    label=f"{LEARNER_NAMES[learner]}: {policy}")
+            rates = [summary["per_difficulty"][d] for d in levels]
+            means = np.array([r[policy] for r in rates])
+            bars = np.array([(r.get("ci") or {}).get(policy) or (r[policy], r[policy]) for r in rates]).reshape(-1, 2)
+            ax.errorbar(levels, means, yerr=np.abs(bars - means[:, None]).T, fmt=style, capsize=3,
+                        color=COLORS[policy], label=f"{LEARNER_NAMES[learner]}: {policy}")
     ax.set_xlabel("difficulty (carries)")
     ax.set_ylabel("mean share of answers")
     ax.set_ylim(-0.05, 1.05)
@@ -278,6 +281,11 @@ def _table(rows: list[list], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _fmt_rate(rates: dict | None, policy: str) -> str:
+    """A learner's mean rate of `policy` answers in one group of problems, with its interval."""
+    return "no runs" if not rates else _fmt_mean({"mean": rates[policy], "ci": (rates.get("ci") or {}).get(policy)})
+
+
 def _fmt_mean(m: dict) -> str:
     if m["mean"] is None:
         return "no runs"
@@ -401,7 +409,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     learners = [(LEARNER_NAMES[name], s) for name, s in _learners(results)]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["outcome_counts"][o] for o in OUTCOMES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"]), _can_fire_cell(s)] for name, s in learners]
-    rate_rows = [[name, group, *(f"{(s['rates'][group] or {}).get(p, float('nan')):.3f}" for p in POLICIES)]
+    rate_rows = [[name, group, *(_fmt_rate(s["rates"][group], p) for p in POLICIES)]
                  for name, s in learners for group in ("easy", "hard")]
     graded_rows = [[GRADED_NAMES[k], _fmt_mean(v)] for k, v in results["graded"].items()]
     clustered = "over the bases' means (each base once)" if len(results["bases"]) > 1 else "over runs of one base"
@@ -431,7 +439,8 @@ every run gives the same share, which leaves a t interval no width, the Clopperâ
 {_table(graded_rows, ["per run", "mean [interval]"])}
 {_per_run_plot(runs, results, ev["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
-<p>On easy problems the two policies agree, so an answer there can count as both.</p>
+<p>On easy problems the two policies agree, so an answer there can count as both. Mean shares over the runs with
+{conf:.0%} intervals as above.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
 {_difficulty_plot(results)}
 {get_experiment(results["experiment"]).report(results, runs)}
