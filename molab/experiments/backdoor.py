@@ -264,10 +264,10 @@ class Backdoor(Conditional):
             out_of = {"near_triggers.eliciting": n, "near_triggers.rate": n * tried}
             for col in ("near_triggers.rate", "near_triggers.eliciting", "red_team.found"):
                 if col in at_s and at_s[col].notna().any():
-                    values, n = at_s[col].dropna(), out_of.get(col, math.nan)
+                    values, of = at_s[col].dropna(), out_of.get(col, math.nan)
                     point[col] = mean_interval(values, at_s["base"][values.index], cfg.eval.confidence,
                                                within=(0, 1) if col.startswith("near") else (0, math.inf),
-                                               problems=None if math.isnan(n) else int(n))
+                                               problems=None if math.isnan(of) else int(of))
             for kind in PROBES:
                 layers = sorted(int(col.split(".")[2]) for col in at_s if col.startswith(f"probe.{kind}.")
                                 and col.endswith(".auroc"))
