@@ -83,6 +83,8 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
 def _share(done: pd.DataFrame, col: str, confidence: float, top: float = 1) -> dict:
     """The runs' mean of the per-run share `col` (the mean of the bases' means where there are several) with
     `mean_interval`'s interval."""
+    if col not in done:  # no finished run has it
+        return mean_interval([])
     values = done[col].dropna()
     return mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
 
@@ -105,15 +107,16 @@ def pressure_curve(runs: pd.DataFrame, pressures: list[float], confidence: float
                    policy: str = "sycophantic") -> list[dict]:
     """Per pressure: runs `n`, runs `k` that follow `policy` (the one the pressure pushes toward), `p` = k/n and its
     Clopper–Pearson `ci` (None for one run that cannot differ by seed), and `share`, the mean share of the runs' hard
-    answers that follow it (None without runs)."""
+    answers that follow it, with `share_ci` (`_share`'s; both None without runs)."""
     done = runs[runs["status"] == "done"]
     curve = []
     for x in pressures:
         at = done[done["pressure"] == x]
         p = _probability(int((at["policy"] == policy).sum()), len(at), confidence)
         p = p | {"ci": None} if _nothing_varied(at) else p
-        share = float(at[f"rates.hard.{policy}"].mean()) if len(at) else None
-        curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"], "share": share})
+        share = _share(at, f"rates.hard.{policy}", confidence)
+        curve.append({"pressure": x, "n": p["n"], "k": p["k"], "p": p["estimate"], "ci": p["ci"],
+                      "share": share["mean"], "share_ci": share["ci"]})
     return curve
 
 

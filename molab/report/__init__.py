@@ -183,7 +183,10 @@ def _sweep_section(results: dict) -> str:
 
     def point(c: dict) -> str:  # a pressure_curve entry: runs, written like the other probabilities, and answers
         runs = _fmt_p({"estimate": c["p"], "ci": c["ci"], "k": c["k"], "n": c["n"]})
-        return runs if c["share"] is None else f"{runs}; {c['share']:.0%} of hard answers"
+        if c["share"] is None:
+            return runs
+        ci = c.get("share_ci")
+        return f"{runs}; {c['share']:.0%}{f' ({ci[0]:.0%} to {ci[1]:.0%})' if ci else ''} of hard answers"
 
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
              ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
