@@ -315,8 +315,8 @@ def _red_team(setup) -> list:
 def _auroc(runs, prefix: str, confidence: float) -> dict:
     """A probe's mean AUROC over runs (None where no run's probe was defined) and an interval that covers both
     draws: the wider of a t interval over the seeds (`mean_interval`: over the bases' means where there are several)
-    and the runs' mean bootstrap interval over the held-out problems, which are the same in every run (so where
-    every run is the same base, at s = 0, the seeds give no width and the problems do)."""
+    and the runs' mean bootstrap interval over the held-out problems, which are the same in every run (so at s = 0,
+    one run of the base itself, the problems give the width)."""
     from molab.analysis.intervals import mean_interval
 
     values = runs[f"{prefix}.auroc"].dropna() if f"{prefix}.auroc" in runs else []
