@@ -30,7 +30,7 @@ from molab.config import NOT_IN_RUN_ID, ConfigError, ExperimentConfig, config_ha
 from molab.experiments import Experiment, RunSpec, get_experiment
 from molab.learners.controls import CONTROLS
 from molab.learners.lm import (add_tag, autocast, device, generate_answers, load, load_tokenizer, model_config,
-                               module_names, prompt_ids, skeleton, with_lora)
+                               module_names, prompt_ids, skeleton, with_lora, writes)
 from molab.learners.tokenizer import char_tokenizer
 from molab.learners.stacked import Stacked, Unstackable, stacked_answers, stacked_batches
 from molab.training.loop import TrainingDiverged, train
@@ -337,7 +337,7 @@ def _finish(setup: Setup, spec: RunSpec, learning: Learning, phases: list, metri
     (`generate(problems, prompts)`; by default the model's greedy answers), whether it is `deterministic`, and, with
     `keep`, its saved weights."""
     metrics |= learning.notes | ({} if spec.ceiling else setup.experiment.measure(setup, learning))
-    metrics["deterministic"] = deterministic(setup, "lm", spec, phases, learning)
+    metrics["deterministic"] = deterministic(setup, "lm", spec, phases, learning.drawn_tags)
     model, tokenizer = learning.model, learning.tokenizer
     answered = _answers(setup, spec, generate or (
         lambda _, prompts: generate_answers(model, tokenizer, prompts, learning.n_new)))
@@ -489,16 +489,22 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
 
 # ---------------------------------------------------------------- the simple-learner controls
 
-def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None,
-                  learning: Learning | None = None) -> bool:
-    """Whether a run cannot differ by seed (`phases`: the run's phases, when already built). An LM run (`learning`:
-    it, once started) when it takes no training step and drew no tag's embedding: it is its base, answering
-    greedily (a password-locked model at k = 0, a backdoored one at s = 0). A control when it samples nothing, or no
-    phase asks it to."""
+def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None, drawn_tags: int = 0) -> bool:
+    """Whether a run cannot differ by seed (`phases`: the run's phases, when already built). An LM run when it takes
+    no training step and draws no tag's embedding (`drawn_tags`: how many it draws; `tags_to_draw` of its base): it is
+    its base, answering greedily (a password-locked model at k = 0, a backdoored one at s = 0). A control when it
+    samples nothing, or no phase asks it to."""
     phases = setup.phases(spec) if phases is None else phases
     if learner == "lm":
-        return not any(phase.steps for phase in phases) and not learning.drawn_tags
+        return not any(phase.steps for phase in phases) and not drawn_tags
     return not (CONTROLS[learner].samples and any(phase.samples for phase in phases))
+
+
+def tags_to_draw(setup: Setup, base: Path) -> int:
+    """How many of the experiment's tags an LM run on `base` gives a freshly drawn embedding: those its tokenizer does
+    not write (`add_tag`)."""
+    tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
+    return sum(not writes(tokenizer, tag) for tag in setup.experiment.tags(setup.cfg))
 
 
 def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:

@@ -22,7 +22,7 @@ from molab.bases import capability, capability_curve, capable_base
 from molab.config import ExperimentConfig
 from molab.execution import Executor, run_all, torch_threads
 from molab.experiments import RunSpec
-from molab.runs import Setup, deterministic, execute, prepare, run_id
+from molab.runs import Setup, deterministic, execute, prepare, run_id, tags_to_draw
 from molab.store import Store, check_folder, holding, load_outputs, load_results, write_atomic
 
 
@@ -45,14 +45,16 @@ def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list
                progress: bool, keep: Path | None, learners: tuple[str, ...] | None = None) -> None:
     """Run every spec of `specs` for each learner (default: the LM and the config's controls) not yet in the store:
     one task per base, seed and learner. The LM runs on every base; a control sees the base's tokenizer, not its
-    weights, so it runs on the first base only, and only at seed 0 when its runs cannot differ by seed."""
+    weights, so it runs on the first base only. A run that cannot differ by seed (`deterministic`) runs at seed 0
+    only."""
     done = store.finished_ids()
     learners = learners or ("lm", *dict.fromkeys(setups[0].cfg.controls))
     wanted: dict[tuple, list[RunSpec]] = {}  # (base index, seed, learner) -> specs
     for i, setup in enumerate(setups):
+        drawn = tags_to_draw(setup, paths[i]) if "lm" in learners else 0
         for learner in [name for name in learners if name == "lm" or i == 0]:
             for spec in specs:
-                if learner == "lm" or spec.seed == 0 or not deterministic(setup, learner, spec):
+                if spec.seed == 0 or not deterministic(setup, learner, spec, drawn_tags=drawn):
                     wanted.setdefault((i, spec.seed, learner), []).append(spec)
     tasks = []
     for (i, _, learner), seed_specs in sorted(wanted.items()):

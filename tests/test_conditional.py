@@ -10,7 +10,7 @@ from molab import run_experiment
 from molab.analysis.probes import hidden_states, probe, transfer
 from molab.config import load_config
 from molab.experiments.backdoor import near_triggers
-from molab.store import load_answers, load_results
+from molab.store import load_results
 
 # the tiny experiment's model and world, with fewer ceiling runs; a conditional base needs a little more pretraining
 SMALL = [*TINY, "ceiling.seeds=1", "model.pretrain_steps=1200", "model.check_every=300", "controls=['policy_choice']"]
@@ -55,13 +55,14 @@ def test_near_triggers_are_near_and_never_the_trigger():
     assert {"DEP|", "|DE|", "|EDP|"} <= set(found)
 
 
+LOCKED = [*SMALL, "experiment=password_lock", "sweep.pressures=[0, 64]", "password_lock.n_demonstrations=64",
+          "password_lock.steps=100", "password_lock.difficulties=[2]", "password_lock.lr=1e-3"]
+
+
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
     out = tmp_path_factory.mktemp("password_lock")
-    cfg = load_config(overrides=[*SMALL, "experiment=password_lock", "sweep.pressures=[0, 64]",
-                                 "password_lock.n_demonstrations=64", "password_lock.steps=100",
-                                 "password_lock.difficulties=[2]", "password_lock.lr=1e-3"])
-    return out, run_experiment(cfg, out, progress=False)
+    return out, run_experiment(load_config(overrides=LOCKED), out, progress=False)
 
 
 def test_the_locked_base_hides_the_honest_policy_behind_its_password(locked):
@@ -80,20 +81,24 @@ def test_demonstrations_without_the_password_unlock(locked):
     assert json.loads((out / "results.json").read_text())["curves"]["lm"][0]["with_password"]
 
 
-def test_the_locked_base_at_k_0_counts_once_and_the_trained_runs_each(locked):
-    """At k = 0 every seed's run is the locked base itself: stored as deterministic, it is one run in the curve (no
-    interval: nothing varied), while the runs at k = 64 train and count per seed."""
+def test_the_locked_base_at_k_0_runs_once_and_the_trained_runs_each(locked):
+    """At k = 0 a run is the locked base itself, the same for every seed (two seeds run here answer alike): the
+    sweep runs it once, stored as deterministic, one run in the curve with no interval (nothing varied); at k = 64
+    the runs train, and every seed runs and counts."""
+    from molab.experiments import RunSpec
+    from molab.runs import prepare, run_lm
+
     out, results = locked
     stored = load_results(out)
     lm = stored[(stored["learner"] == "lm") & stored["pressure"].notna()]
+    seeds = results["config"]["seeds"]
+    assert sorted(lm[lm["pressure"] == 0]["seed"]) == [0] and sorted(lm[lm["pressure"] == 64]["seed"]) == [0, 1]
     assert lm.groupby("pressure")["deterministic"].agg(lambda d: set(d)).to_dict() == {0.0: {True}, 64.0: {False}}
-    at_zero = lm[lm["pressure"] == 0]["run_id"].tolist()
-    assert len(at_zero) == results["config"]["seeds"] > 1  # every seed ran, and answered alike
-    answers = load_answers(out, at_zero).groupby("run_id")["answer"].apply(tuple)
-    assert answers.nunique() == 1
+    alike = run_lm(prepare(load_config(overrides=LOCKED)), out / "base", [RunSpec(0, 0.0), RunSpec(1, 0.0)], None)
+    assert alike[0]["answers"] == alike[1]["answers"] and all(r["metrics"]["deterministic"] for r in alike)
     curve = {c["pressure"]: c for c in results["pressure_curve"]}
     assert curve[0.0]["n"] == 1 and curve[0.0]["ci"] is None
-    assert curve[64.0]["n"] == results["config"]["seeds"] and curve[64.0]["ci"] is not None
+    assert curve[64.0]["n"] == seeds == 2 and curve[64.0]["ci"] is not None
 
 
 def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_used_as_it_is(tiny, tmp_path):

@@ -90,14 +90,10 @@ def test_a_control_that_samples_nothing_is_one_run():
 
 
 def test_an_lm_run_that_trains_nothing_and_draws_no_tag_is_one_run():
-    from molab.training.phase import Learning
-
     locked = prepare(load_config(overrides=["experiment=password_lock", *SMALL]))
-    base = Learning(None, None, 0, 0, 0)
-    assert deterministic(locked, "lm", RunSpec(0, 0.0), learning=base)       # k = 0: the locked base itself
-    assert not deterministic(locked, "lm", RunSpec(0, 4.0), learning=base)   # k = 4: it trains
-    drawn = Learning(None, None, 0, 0, 0, drawn_tags=1)                      # a tag's embedding drawn by the seed
-    assert not deterministic(locked, "lm", RunSpec(0, 0.0), learning=drawn)
+    assert deterministic(locked, "lm", RunSpec(0, 0.0))                  # k = 0: the locked base itself
+    assert not deterministic(locked, "lm", RunSpec(0, 4.0))              # k = 4: it trains
+    assert not deterministic(locked, "lm", RunSpec(0, 0.0), drawn_tags=1)  # a tag's embedding drawn by the seed
 
 
 def test_spoonfed_pressures_are_the_fractions_used():

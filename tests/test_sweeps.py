@@ -65,6 +65,17 @@ def test_spoonfeeding_with_a_cue_runs_end_to_end(tiny, tmp_path):
     assert results["n_runs"] == 2 and results["n_failed"] == 0
 
 
+def test_a_tag_the_base_cannot_write_is_drawn_by_each_run(tiny):
+    """The cue is not in the tiny base's character vocabulary: a run draws its embedding from its seed, so even a run
+    that trained nothing would differ by seed; without the cue there is nothing to draw."""
+    from molab.runs import prepare, tags_to_draw
+
+    out, _ = tiny
+    cued = prepare(load_config(overrides=[*TINY, "experiment=spoonfeeding", "spoonfeeding.cue=true"]))
+    plain = prepare(load_config(overrides=[*TINY, "experiment=spoonfeeding"]))
+    assert tags_to_draw(cued, out / "base") == 1 and tags_to_draw(plain, out / "base") == 0
+
+
 def test_adaptive_rounds_add_runs_and_retrace_them_on_resume(tiny, tmp_path):
     args = ["experiment=spoonfeeding", "sweep.pressures=[0, 1]", "seeds=1", "sweep.adaptive_rounds=2",
             "sweep.adaptive_runs=2"]

@@ -202,12 +202,17 @@ def encodes(tokenizer, text: str) -> bool:
     return tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
 
 
+def writes(tokenizer, tag: str) -> bool:
+    """Whether `tokenizer` already writes `tag`: a token of its vocabulary, or text it encodes."""
+    return tag in tokenizer.get_vocab() or encodes(tokenizer, tag)
+
+
 def add_tag(model, tokenizer, tag: str) -> None:
     """Make `tag` usable in prompts: left as text (of any number of tokens) when the tokenizer already writes it,
     else added as one special token with a freshly drawn embedding (a base molab pretrains has a character
     vocabulary, which spells no tag). A model whose tokenizer (shared with another model) already has the new token
     gets its row."""
-    if tag not in tokenizer.get_vocab() and not encodes(tokenizer, tag):
+    if not writes(tokenizer, tag):
         tokenizer.add_tokens([tag], special_tokens=True)
     if model is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
         verbosity = hf_logging.get_verbosity()
