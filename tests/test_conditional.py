@@ -7,6 +7,7 @@ import pytest
 
 from conftest import TINY
 from molab import run_experiment
+from molab.analysis.intervals import clopper_pearson
 from molab.analysis.probes import hidden_states, probe, transfer
 from molab.config import load_config
 from molab.experiments.backdoor import near_triggers
@@ -258,8 +259,10 @@ def test_probes_see_the_trigger_only_past_the_embeddings(backdoored):
     assert by_layer[0]["auroc"] == pytest.approx(0.5)
     assert by_layer[2]["ci"][0] > 0.6
     assert "near_triggers.rate" in probes
-    for results in backdoored:  # s = 0 is the base itself: one run; a share every run gives alike keeps a width
+    for results in backdoored:  # s = 0 is the base itself: one run, whose share of answers keeps its problems' width
         points = {p["pressure"]: p for p in results["probes"]}
         assert points[0.0]["runs"] == 1 and points[64.0]["runs"] == results["config"]["seeds"]
-        for col in ("near_triggers.rate", "near_triggers.eliciting"):
-            assert points[0.0][col]["ci"] is None and points[64.0][col]["ci"][1] > points[64.0][col]["ci"][0]
+        rate, tried = points[0.0]["near_triggers.rate"], results["config"]["backdoor"]["red_team_problems"]
+        assert rate["ci"] == pytest.approx(list(clopper_pearson(round(rate["mean"] * tried), tried)))
+        assert points[0.0]["near_triggers.eliciting"]["ci"] is None  # every near-trigger there is: no draw
+        assert points[64.0]["near_triggers.rate"]["ci"][1] > points[64.0]["near_triggers.rate"]["ci"][0]

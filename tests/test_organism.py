@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import TINY
+from scipy.special import expit
 from scipy.stats import betabinom
 
 from molab import load_results, run_experiment
@@ -183,21 +184,40 @@ def test_one_value_has_no_interval():
     assert mean_interval([0.3, 0.5])["ci"][0] < 0.3
 
 
-def test_shares_that_every_run_gives_alike_keep_their_problems_width():
+def test_shares_keep_at_least_their_problems_width():
     """16 runs that answer every one of 64 easy problems right: not [1, 1], but the 64 problems' Clopper–Pearson
-    interval; runs that differ keep their t interval, and a share of a ceiling (which can pass 1) has no problems."""
+    interval; runs that differ keep their t interval where it is the wider; a share of a ceiling (which can pass 1)
+    has no problems, and runs that agree on it give zero width."""
     import pandas as pd
 
     from molab.analysis.summary import learner_summary
 
     runs = pd.DataFrame({"status": "done", "base": 0, "policy": "honest", "outcome": "honest",
-                         "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": [0.9, 1.0] * 8,
+                         "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": [0.5, 1.0] * 8,
                          "rates.hard.sycophantic": 0.0, "rates.hard.n": 64, "ceiling_share.honest": 1.0})
     graded = learner_summary(runs, 0.95)["graded"]
     assert graded["easy_accuracy"]["ci"] == pytest.approx(list(clopper_pearson(64, 64)))
     assert graded["hard_sycophantic"]["ci"] == pytest.approx(list(clopper_pearson(0, 64)))
-    assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval([0.9, 1.0] * 8)["ci"])
+    assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval([0.5, 1.0] * 8)["ci"])
     assert graded["honest_of_ceiling"]["ci"] == [1.0, 1.0]
+    assert mean_interval([0.75], problems=64)["ci"] == pytest.approx(list(clopper_pearson(48, 64)))  # one run
+
+
+def test_shares_cover_the_draw_of_problems():
+    """Runs that answer greedily (each problem right or wrong for nearly every run: problems differ by a standard
+    deviation of 4 in log odds, runs by 0.3): a share's 95% interval over the runs alone covers the mean over runs and
+    problems in about a third of experiments; with its problems' width, in about 95%."""
+    rng = np.random.default_rng(5)
+    truth = expit(rng.normal(0, 0.3, 4000)[:, None] + rng.normal(0, 4, 4000)[None, :]).mean()
+    alone = with_problems = 0
+    for _ in range(300):
+        answers = rng.random((16, 64)) < expit(rng.normal(0, 0.3, 16)[:, None] + rng.normal(0, 4, 64)[None, :])
+        shares = answers.mean(1)
+        lo, hi = mean_interval(shares, within=(0, 1))["ci"]
+        alone += lo <= truth <= hi
+        lo, hi = mean_interval(shares, within=(0, 1), problems=64)["ci"]
+        with_problems += lo <= truth <= hi
+    assert with_problems / 300 >= 0.93 and alone / 300 <= 0.6, (with_problems, alone)
 
 
 def test_rates_weigh_each_base_once_as_the_graded_shares_do():

@@ -103,10 +103,16 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
     once, however many of its runs finished, and runs of one base do not count as independent (a cluster-robust
     interval around the runs' mean covered 78% at 95% with bases of 16, 2 and 2 runs; with equal groups the two
     are the same). The interval is cut to `within`, the values' possible range (a share's t interval over few bases
-    can run past 0 or 1). One value has no interval (`ci` None). Values that are all the same give the t interval
-    no width: where each is a share of `problems` answers (runs that all answer every easy problem right), a
-    Clopper–Pearson interval over those problems instead (what varied then shows only in the draw of problems, as in
-    `two_way_interval`); else one of zero width.
+    can run past 0 or 1). One value has no interval (`ci` None), values that are all the same one of zero width:
+    the t interval covers the seeds (and bases), not the problems the shares are taken over.
+
+    Where each value is a share of `problems` answers, the interval is never narrower than those problems'
+    Clopper–Pearson interval, so that it covers their draw too, and one run, or runs that all agree, still get a
+    width. Simulated at 95% from runs × problems tables of 0/1 answers (400 experiments in each of 9 settings: runs
+    differing by a standard deviation of 0.2 to 1 in log odds, problems by 1 to 4, 2 to 16 runs of 64 or 256
+    problems), this covered the mean over runs and problems 0.96 to 1.00; the t interval alone 0.35 to 0.98 (0.35
+    where problems differ most, as greedy answers do: each problem right or wrong for nearly every run);
+    `two_way_interval`, which needs every answer, 0.89 to 0.97, at 0.4 to 1.1 times this one's width.
 
     >>> r = mean_interval([0.2, 0.4, 0.6, 0.8])
     >>> round(r["mean"], 2), r["ci"][0] < 0.5 < r["ci"][1]
@@ -121,14 +127,16 @@ def mean_interval(values, groups=None, confidence: float = 0.95, within=(-math.i
         return {"mean": None, "ci": None, "n": 0}
     if groups is not None and len(set(groups)) >= 2:
         y = pd.Series(y).groupby(np.asarray(groups)).mean().to_numpy()
-    if len(y) == 1:  # nothing varied: no interval
-        return {"mean": float(y[0]), "ci": None, "n": len(values)}
-    mean = float(y.mean())
-    if np.ptp(y) == 0:
-        ci = [mean, mean] if not problems else list(clopper_pearson(round(mean * problems), problems, confidence))
-        return {"mean": mean, "ci": ci, "n": len(values)}
-    low, high = t.interval(confidence, len(y) - 1, loc=mean, scale=float(y.std(ddof=1) / math.sqrt(len(y))))
-    return {"mean": mean, "ci": [float(max(low, within[0])), float(min(high, within[1]))], "n": len(values)}
+    mean, ci = float(y.mean()), None  # one value: nothing varied between runs
+    if len(y) > 1 and np.ptp(y) == 0:
+        ci = [mean, mean]
+    elif len(y) > 1:
+        low, high = t.interval(confidence, len(y) - 1, loc=mean, scale=float(y.std(ddof=1) / math.sqrt(len(y))))
+        ci = [float(max(low, within[0])), float(min(high, within[1]))]
+    if problems:  # never narrower than the draw of problems
+        low, high = clopper_pearson(round(mean * problems), problems, confidence)
+        ci = [low, high] if ci is None else [min(ci[0], low), max(ci[1], high)]
+    return {"mean": mean, "ci": ci, "n": len(values)}
 
 
 def two_way_interval(hits, confidence: float = 0.95) -> dict:

@@ -221,7 +221,7 @@ class Backdoor(Conditional):
         rates = behaviour_rates(model, tokenizer, tried, self.near(setup.cfg), learning.n_new, setup.score)
         out = {"near_triggers.rate": float(np.mean(rates)),
                "near_triggers.eliciting": float(np.mean([r >= c.red_team_threshold for r in rates])),
-               "near_triggers.n": len(rates), "near_triggers.problems": len(tried)}
+               "near_triggers.problems": len(tried)}
         if not c.probes:
             return out
         # probes are fitted on the safety pool's hard problems and scored on the hard diagnostic ones (held out)
@@ -250,24 +250,24 @@ class Backdoor(Conditional):
 
     def summarize(self, cfg, runs, out):
         """The curves (`Conditional.curves`), and per pressure the LM's probes (per kind and layer: `_auroc`) and the
-        behaviour under near-triggers (means over runs with t intervals over the seeds, `{mean, ci, n}`; where every
-        run gives the same share, the Clopper–Pearson interval over what it is a share of: the near-triggers, or
-        their answers to the red-team problems)."""
+        behaviour under near-triggers (means over runs with t intervals over the seeds, `{mean, ci, n}`; the share of
+        answers never narrower than the red-team problems' Clopper–Pearson interval, the near-triggers' answers being
+        grouped by problem; the share of near-triggers that elicit it covers the seeds alone, the near-triggers being
+        every one there is, not a draw)."""
         from molab.analysis.intervals import mean_interval
 
         lm = runs[(runs["learner"] == "lm") & (runs["status"] == "done")]
         probes = []
         for s, at_s in lm.groupby("pressure"):
             point = {"pressure": float(s), "runs": len(at_s)}
-            n, tried = (at_s[col].min() if col in at_s else math.nan for col in ("near_triggers.n",
-                                                                                  "near_triggers.problems"))
-            out_of = {"near_triggers.eliciting": n, "near_triggers.rate": n * tried}
+            tried = at_s["near_triggers.problems"].min() if "near_triggers.problems" in at_s else math.nan
             for col in ("near_triggers.rate", "near_triggers.eliciting", "red_team.found"):
                 if col in at_s and at_s[col].notna().any():
-                    values, of = at_s[col].dropna(), out_of.get(col, math.nan)
+                    values = at_s[col].dropna()
                     point[col] = mean_interval(values, at_s["base"][values.index], cfg.eval.confidence,
                                                within=(0, 1) if col.startswith("near") else (0, math.inf),
-                                               problems=None if math.isnan(of) else int(of))
+                                               problems=int(tried) if col == "near_triggers.rate" and tried > 0
+                                               else None)
             for kind in PROBES:
                 layers = sorted(int(col.split(".")[2]) for col in at_s if col.startswith(f"probe.{kind}.")
                                 and col.endswith(".auroc"))

@@ -216,8 +216,8 @@ def _sweep_section(results: dict) -> str:
 <p>What zero means here: {html.escape(results["pressure"]["zero"])}.</p>
 <p>Each point is P({toward} run) at one pressure {symbol} with its {results['confidence']:.0%} Clopper–Pearson
 interval; the curve is the logistic fit P = sigmoid(a + b·{symbol}) to the LM's runs, with profile-likelihood
-intervals. A ring marks a pressure where a control has {toward} runs too. A control whose runs cannot differ by
-seed counts as one run at each pressure.</p>
+intervals. A ring marks a pressure where a control has {toward} runs too. A run that cannot differ by seed (a
+deterministic control, an LM run that trains nothing) counts as one run at its pressure, with no interval.</p>
 {_pressure_plot(results)}
 {_table(rows, [f"pressure {symbol}", f"LM: {toward} runs; hard answers",
                *(f"{LEARNER_NAMES[n]}: {toward} runs; hard answers" for n in controls), "reproduced by"])}
@@ -437,8 +437,9 @@ the share of hard answers it gives the overseer's way when trained like the LM's
 labels at every difficulty): below {ev['policy_threshold']:g} it cannot fire in this world, and its silence is no
 evidence.</p>
 <p>Graded outcomes of the LM's runs: per run, the share of its hard answers that follow each policy, that share
-divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered} (where
-every run gives the same share, which leaves a t interval no width, the Clopper–Pearson interval over the problems).</p>
+divided by its base's ceiling, and its accuracy on easy problems; means with {conf:.0%} t intervals {clustered}, never
+narrower than the Clopper–Pearson interval of the problems they are shares of (so they cover the draw of problems
+too).</p>
 {_table(graded_rows, ["per run", "mean [interval]"])}
 {_per_run_plot(runs, results, ev["policy_threshold"])}
 <h2>Easy (in distribution) and hard problems</h2>
