@@ -487,13 +487,12 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
             for r, (spec, learning, m) in enumerate(zip(specs, learnings, metrics))]
 
 
-# ---------------------------------------------------------------- the simple-learner controls
-
 def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None, drawn_tags: int = 0) -> bool:
     """Whether a run cannot differ by seed (`phases`: the run's phases, when already built). An LM run when it takes
     no training step and draws no tag's embedding (`drawn_tags`: how many it draws; `tags_to_draw` of its base): it is
-    its base, answering greedily (a password-locked model at k = 0, a backdoored one at s = 0). A control when it
-    samples nothing, or no phase asks it to."""
+    its base, answering greedily (a password-locked model at k = 0, a backdoored one at s = 0; only the bootstrap
+    intervals of what the experiment measures, such as the backdoor's probes, still draw on the seed). A control
+    when it samples nothing, or no phase asks it to."""
     phases = setup.phases(spec) if phases is None else phases
     if learner == "lm":
         return not any(phase.steps for phase in phases) and not drawn_tags
@@ -501,11 +500,19 @@ def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None
 
 
 def tags_to_draw(setup: Setup, base: Path) -> int:
-    """How many of the experiment's tags an LM run on `base` gives a freshly drawn embedding: those its tokenizer does
-    not write (`add_tag`)."""
-    tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
-    return sum(not writes(tokenizer, tag) for tag in setup.experiment.tags(setup.cfg))
+    """How many embedding rows an LM run on `base` draws for the experiment's tags (`add_tag`): its tokenizer, with the
+    tags it does not write, past the rows of the base's embeddings."""
+    tags = setup.experiment.tags(setup.cfg)
+    if not tags:
+        return 0
+    from transformers import AutoConfig
 
+    tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
+    return max(0, len(tokenizer) + sum(not writes(tokenizer, tag) for tag in tags)
+               - AutoConfig.from_pretrained(base).vocab_size)
+
+
+# ---------------------------------------------------------------- the simple-learner controls
 
 def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None, learner: str) -> list[dict]:
     """A simple-learner control (`molab.learners.controls`): the same phases met by `Phase.control`, on the base's

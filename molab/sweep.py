@@ -104,11 +104,12 @@ def _finished(setups: list[Setup], out: Path, plan: list[RunSpec]):
     return runs
 
 
-def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[RunSpec]:
+def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec], base: Path) -> list[RunSpec]:
     """`sweep.adaptive_runs` new runs (on each base) where the LM runs of `plan` so far, pooled over bases, tell
     least (`next_pressures`), pressures rounded to 6 decimals and then to what the experiment can use
-    (`pressure_used`), each with the next seed unused at its pressure. The
-    same stored runs always give the same runs, so a resumed sweep retraces its rounds."""
+    (`pressure_used`), each with the next seed unused at its pressure; none where a run cannot differ by seed
+    (`deterministic`, on the first base, `base`: it would repeat seed 0's). The same stored runs always give the
+    same runs, so a resumed sweep retraces its rounds."""
     runs = _finished(setups, out, plan)
     runs = runs[runs["learner"] == "lm"]
     cfg = setups[0].cfg
@@ -120,7 +121,10 @@ def _adaptive_runs(setups: list[Setup], out: Path, plan: list[RunSpec]) -> list[
         next_seed[spec.pressure] = max(next_seed.get(spec.pressure, 0), spec.seed + 1)
     added = []
     experiment = setups[0].experiment
+    drawn = tags_to_draw(setups[0], base)
     for pressure in sorted(experiment.pressure_used(cfg, round(x, 6)) for x in proposed):
+        if deterministic(setups[0], "lm", RunSpec(0, pressure), drawn_tags=drawn):
+            continue
         seed = next_seed.get(pressure, 0)
         next_seed[pressure] = seed + 1
         added.append(RunSpec(seed, pressure))
@@ -194,9 +198,10 @@ def _run_held(setups: list[Setup], out: Path, executor: Executor, progress: bool
         _run_specs(setups, paths, store, new, executor, progress, keep)
         plan += new
     for round_ in range(cfg.sweep.adaptive_rounds if experiment.pressure is not None else 0):
-        added = _adaptive_runs(setups, out, plan)
+        added = _adaptive_runs(setups, out, plan, paths[0])
         counts = {s.pressure: sum(a.pressure == s.pressure for a in added) for s in added}
-        print(f"molab: adaptive round {round_ + 1}: " + ", ".join(f"{n} at {p:g}" for p, n in counts.items()))
+        print(f"molab: adaptive round {round_ + 1}: " + (", ".join(f"{n} at {p:g}" for p, n in counts.items()) or
+                                                         "no new run (only where runs cannot differ by seed)"))
         _run_specs(setups, paths, store, added, executor, progress, keep)
         plan += added
     results = summarize(out, cfg, bases, _pairs(plan))

@@ -102,6 +102,20 @@ def test_the_locked_base_at_k_0_runs_once_and_the_trained_runs_each(locked):
     assert curve[64.0]["n"] == seeds == 2 and curve[64.0]["ci"] is not None
 
 
+def test_adaptive_rounds_add_no_run_where_runs_cannot_differ_by_seed(locked, monkeypatch):
+    """Proposed at k = 0 (or at a k that rounds to it) an adaptive run would repeat the locked base's one run: none
+    is added there; at k = 64 the next seed is."""
+    import molab.sweep
+    from molab.experiments import RunSpec
+    from molab.runs import prepare
+
+    out, _ = locked
+    monkeypatch.setattr(molab.sweep, "next_pressures", lambda *args, **kwargs: [0.0, 0.2, 64.0])
+    plan = [RunSpec(seed, k) for k in (0.0, 64.0) for seed in range(2)]
+    added = molab.sweep._adaptive_runs([prepare(load_config(overrides=LOCKED))], out, plan, out / "base")
+    assert added == [RunSpec(2, 64.0)]
+
+
 def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_used_as_it_is(tiny, tmp_path):
     """The tiny experiment's base (persona tags, no password) as `base`: it fails the lock's check, so molab finetunes
     a copy on the lock's corpus until the check passes; given that locked base, molab uses it as it is."""

@@ -68,12 +68,13 @@ def test_spoonfeeding_with_a_cue_runs_end_to_end(tiny, tmp_path):
 def test_a_tag_the_base_cannot_write_is_drawn_by_each_run(tiny):
     """The cue is not in the tiny base's character vocabulary: a run draws its embedding from its seed, so even a run
     that trained nothing would differ by seed; without the cue there is nothing to draw."""
-    from molab.runs import prepare, tags_to_draw
+    from molab.runs import _start, prepare, tags_to_draw
 
     out, _ = tiny
     cued = prepare(load_config(overrides=[*TINY, "experiment=spoonfeeding", "spoonfeeding.cue=true"]))
     plain = prepare(load_config(overrides=[*TINY, "experiment=spoonfeeding"]))
     assert tags_to_draw(cued, out / "base") == 1 and tags_to_draw(plain, out / "base") == 0
+    assert _start(cued, out / "base", 0).drawn_tags == 1 and _start(plain, out / "base", 0).drawn_tags == 0
 
 
 def test_adaptive_rounds_add_runs_and_retrace_them_on_resume(tiny, tmp_path):

@@ -20,8 +20,8 @@ from molab.training.objectives import sft
 class Learning:
     """What a phase's batches are made from: the learner (an LM, or None for a control), its tokenizer,
     the padded training length, the answer budget in tokens, and the run's seed. A phase may write numbers of its
-    own in `notes` (e.g. what a red-team search found); they go into the run's metrics. `drawn_tags`: how many of the
-    experiment's tags the run gave a freshly drawn embedding (the run's seed drew them)."""
+    own in `notes` (e.g. what a red-team search found); they go into the run's metrics. `drawn_tags`: how many embedding
+    rows the run drew for the experiment's tags (its seed drew them)."""
 
     model: object
     tokenizer: object
