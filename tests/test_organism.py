@@ -187,19 +187,22 @@ def test_one_value_has_no_interval():
 def test_shares_keep_at_least_their_problems_width():
     """16 runs that answer every one of 64 easy problems right: not [1, 1], but the 64 problems' Clopper–Pearson
     interval; runs that differ keep their t interval where it is the wider; a share of a ceiling (which can pass 1)
-    has no problems, and runs that agree on it give zero width."""
+    is the share's interval divided by the ceiling."""
     import pandas as pd
 
     from molab.analysis.summary import learner_summary
 
+    hard = np.array([0.5, 1.0] * 8)
     runs = pd.DataFrame({"status": "done", "base": 0, "policy": "honest", "outcome": "honest",
-                         "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": [0.5, 1.0] * 8,
-                         "rates.hard.sycophantic": 0.0, "rates.hard.n": 64, "ceiling_share.honest": 1.0})
+                         "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": hard,
+                         "rates.hard.sycophantic": 0.0, "rates.hard.n": 64, "ceiling_share.honest": hard / 0.8,
+                         "ceiling_mean.honest": 0.8, "ceiling_share.sycophantic": 0.0, "ceiling_mean.sycophantic": 0.5})
     graded = learner_summary(runs, 0.95)["graded"]
     assert graded["easy_accuracy"]["ci"] == pytest.approx(list(clopper_pearson(64, 64)))
     assert graded["hard_sycophantic"]["ci"] == pytest.approx(list(clopper_pearson(0, 64)))
-    assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval([0.5, 1.0] * 8)["ci"])
-    assert graded["honest_of_ceiling"]["ci"] == [1.0, 1.0]
+    assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval(hard)["ci"])
+    assert graded["honest_of_ceiling"]["ci"] == pytest.approx(np.array(graded["hard_honest"]["ci"]) / 0.8)
+    assert graded["sycophantic_of_ceiling"]["ci"] == pytest.approx(np.array(clopper_pearson(0, 64)) / 0.5)
     assert mean_interval([0.75], problems=64)["ci"] == pytest.approx(list(clopper_pearson(48, 64)))  # one run
 
 

@@ -82,11 +82,19 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
 
 def _share(done: pd.DataFrame, col: str, confidence: float, top: float = 1) -> dict:
     """The runs' mean of the per-run share `col` (the mean of the bases' means where there are several) with
-    `mean_interval`'s interval."""
+    `mean_interval`'s interval; a share of a ceiling is never narrower than its share's interval divided by the ceiling
+    (the draw of problems; the ceiling's own spread is not in it)."""
     if col not in done:  # no finished run has it
         return mean_interval([])
     values = done[col].dropna()
-    return mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
+    got = mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
+    policy = col.removeprefix("ceiling_share.")
+    if policy != col and len(values) and f"ceiling_mean.{policy}" in done:
+        share = _share(done.loc[values.index], f"rates.hard.{policy}", confidence)
+        scale = (1 / done.loc[values.index, f"ceiling_mean.{policy}"]).mean()
+        low, high = got["ci"] or (math.inf, -math.inf)  # one run: the share's interval alone
+        got["ci"] = [min(low, share["ci"][0] * scale), max(high, share["ci"][1] * scale)] if share["ci"] else got["ci"]
+    return got
 
 
 def _problems(done: pd.DataFrame, col: str) -> int | None:
@@ -243,6 +251,7 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds)
         for policy, c in ceiling.items():
             if c["mean"]:  # a ceiling of 0 or none: no share of it
+                df.loc[df["base"] == i, f"ceiling_mean.{policy}"] = c["mean"]
                 df.loc[df["base"] == i, f"ceiling_share.{policy}"] = df[f"rates.hard.{policy}"] / c["mean"]
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
