@@ -89,11 +89,13 @@ def _share(done: pd.DataFrame, col: str, confidence: float, top: float = 1) -> d
     values = done[col].dropna()
     got = mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
     policy = col.removeprefix("ceiling_share.")
-    if policy != col and len(values) and f"ceiling_mean.{policy}" in done:
-        share = _share(done.loc[values.index], f"rates.hard.{policy}", confidence)
+    if policy == col or not len(values) or f"ceiling_mean.{policy}" not in done:
+        return got
+    share = _share(done.loc[values.index], f"rates.hard.{policy}", confidence)
+    if share["ci"]:
         scale = (1 / done.loc[values.index, f"ceiling_mean.{policy}"]).mean()
         low, high = got["ci"] or (math.inf, -math.inf)  # one run: the share's interval alone
-        got["ci"] = [min(low, share["ci"][0] * scale), max(high, share["ci"][1] * scale)] if share["ci"] else got["ci"]
+        got["ci"] = [min(low, share["ci"][0] * scale), max(high, share["ci"][1] * scale)]
     return got
 
 
