@@ -42,8 +42,8 @@ bench: $(VENV)/.test
 	bash bench/ray_overhead.sh
 	$(BIN)/python bench/lora_checkpoint.py $$(mktemp -d)
 
-clean:
-	rm -rf $(VENV) runs
+clean:  # the environment only: results under runs/ stay (delete a folder there yourself)
+	rm -rf $(VENV)
 
 docs: setup  # regenerate the README's configuration table from the config fields' help text
 	$(BIN)/python -c "import re, pathlib; from molab.config import keys_markdown; from molab.experiments import BUILT_IN; p = pathlib.Path('README.md'); \

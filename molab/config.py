@@ -44,7 +44,8 @@ class WorldConfig:
         True, "write answers least-significant digit first, so a small LM can learn carrying (arithmetic)")
     pad_operands: bool = param(True, "zero-pad operands to world.digits, so every digit keeps its place (arithmetic)")
     path: str | None = param(None, "JSONL file of problems (jsonl world); relative paths are from the working directory")
-    n_diagnostic: int = param(256, "held-out diagnostic problems per half (easy and hard)", low=8, high=100_000)
+    n_diagnostic: int = param(256, "held-out diagnostic problems per half, easy and hard (arithmetic; a JSONL world "
+                              "uses every diagnostic line)", low=8, high=100_000)
     seed: int = param(0, "seed of the world's problem draws (diagnostic set, training pool)", low=0)
 
 
@@ -160,8 +161,9 @@ class EvalConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     pressures: tuple[float, ...] | None = param(
-        None, "pressure values swept, `seeds` runs at each: λ (incentive) or ρ (spoonfeeding); unset = the "
-        "experiment's default grid: λ in 0, 2, 4, 8, 16, 32 or ρ in 0, 0.0025, 0.005, 0.01, 0.02, 0.05", low=0.0)
+        None, "pressure values swept, `seeds` runs at each: λ (incentive), ρ (spoonfeeding), k (password_lock) or s "
+        "(backdoor); unset = the experiment's default grid: λ in 0, 2, 4, 8, 16, 32; ρ in 0, 0.0025, 0.005, 0.01, "
+        "0.02, 0.05; k in 0, 1, 2, 4, ..., 256; s in 0, 16, 32, 64, 128, 256", low=0.0)
     adaptive_rounds: int = param(0, "rounds of extra runs placed where they inform most, after the given pressures",
                                  low=0, high=100)
     adaptive_runs: int = param(16, "runs added per adaptive round (several may share a pressure, with new seeds)",

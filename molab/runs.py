@@ -350,31 +350,42 @@ def _finish(setup: Setup, spec: RunSpec, learning: Learning, phases: list, metri
 
 
 def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
-    """LM runs one at a time: their answers and losses, or why they failed. A seed's leading phases marked `shared`
-    are trained once and copied for each of its pressures."""
-    results, shared = [], {}  # seed -> (learning, metrics) after its shared phases, or why they failed
+    """LM runs one at a time: their answers and losses, or why they failed (`_each`). A seed's leading phases marked
+    `shared` are trained once and copied for each of its pressures; where they fail, each of those runs fails so."""
+    shared = {}  # seed -> (learning, metrics) after its shared phases, or the exception they raised
     lengths = None  # the first run's, for every run
-    for spec in specs:
+
+    def one(spec: RunSpec) -> dict:
+        nonlocal lengths
         phases = setup.phases(spec)
         n_shared = next((i for i, p in enumerate(phases) if not p.shared), len(phases))
+        if n_shared and spec.seed not in shared:
+            try:
+                first, first_metrics = _start(setup, base, spec.seed, lengths=lengths), {}
+                lengths = _lengths(first)
+                _train_phases(first, phases[:n_shared], first_metrics)
+                shared[spec.seed] = first, first_metrics
+            except Exception as e:  # noqa: BLE001 (each run of this seed fails with it)
+                shared[spec.seed] = e
+        if isinstance(shared.get(spec.seed), Exception):
+            raise shared[spec.seed]
+        learning, metrics = (copy.deepcopy(shared[spec.seed]) if n_shared
+                             else (_start(setup, base, spec.seed, lengths=lengths), {}))
+        lengths = _lengths(learning)
+        _train_phases(learning, phases[n_shared:], metrics)
+        return _finish(setup, spec, learning, phases, metrics, keep)
+
+    return _each(specs, one)
+
+
+def _each(specs: list[RunSpec], one) -> list[dict]:
+    """`one(spec)` for each spec, where a run that raises is a failed run (`_failed`) and the others go on."""
+    results = []
+    for spec in specs:
         try:
-            if n_shared and spec.seed not in shared:
-                try:
-                    first, first_metrics = shared[spec.seed] = (_start(setup, base, spec.seed, lengths=lengths), {})
-                    lengths = _lengths(first)
-                    _train_phases(first, phases[:n_shared], first_metrics)
-                except TrainingDiverged as e:
-                    shared[spec.seed] = str(e)
-            if isinstance(shared.get(spec.seed), str):
-                raise TrainingDiverged(shared[spec.seed])
-            learning, metrics = (copy.deepcopy(shared[spec.seed]) if n_shared
-                                 else (_start(setup, base, spec.seed, lengths=lengths), {}))
-            lengths = _lengths(learning)
-            _train_phases(learning, phases[n_shared:], metrics)
-        except TrainingDiverged as e:
-            results.append({"error": str(e)})
-            continue
-        results.append(_finish(setup, spec, learning, phases, metrics, keep))
+            results.append(one(spec))
+        except Exception as e:  # noqa: BLE001 (a run that raises is a failed run; the sweep goes on)
+            results.append(_failed(e))
     return results
 
 
@@ -387,9 +398,9 @@ def stackable(phases: list) -> bool:
 def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
     """`run_lm`'s results, with runs trained together: those whose phases are `stackable` and follow one schedule
     (steps, learning rate, warm-up, dropout) train as one stacked model; the rest one at a time (and so does every
-    run of a model placed by `model.device_map`), as do all of a group whose loss stops being finite (so that only
-    the diverging run fails); a stack too large for the device's memory is halved (`_in_stacks`). Shared phases
-    train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
+    run of a model placed by `model.device_map`), as do all of a stack whose loss stops being finite or that
+    raises (so that only the run that diverges or raises fails); a stack too large for the device's memory is
+    halved (`_in_stacks`). Shared phases train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
     phases = {spec: setup.phases(spec) for spec in specs}
     groups: dict[tuple | None, list[RunSpec]] = {}
     for spec in specs:
@@ -406,20 +417,14 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
 def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
     """The results of `group` (stackable, one schedule) trained as one stack (`_one_stack`); when a stack does not
     fit in the device's memory, the runs left in stacks of half its size (halved again as often as needed), so
-    that a `--stack` too large for the GPU costs time, not runs. A stack that raises anything else fails its own
-    runs only."""
+    that a `--stack` too large for the GPU costs time, not runs."""
     results, size = [], len(group)
     while len(results) < len(group):
-        part, too_large = group[len(results):len(results) + size], False
+        part = group[len(results):len(results) + size]
         try:
             results += _one_stack(setup, base, part, phases, keep)
-        except torch.OutOfMemoryError as e:
-            too_large = len(part) > 1
-            results += [] if too_large else [_failed(e)]
-        except Exception as e:  # noqa: BLE001 (these runs fail, not those of the stacks before them)
-            results += [_failed(e)] * len(part)
-        if too_large:  # here, the stack's tensors gone with the exception: those in reference cycles, then the cache
-            gc.collect()
+        except torch.OutOfMemoryError:  # only a stack raises it here (a run alone fails instead)
+            gc.collect()  # the stack's tensors gone with the exception: those in reference cycles, then the cache
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             size = len(part) // 2
@@ -434,8 +439,13 @@ def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep
         try:
             with _collector_paused():
                 return [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+        except torch.OutOfMemoryError:
+            raise  # `_in_stacks` halves the stack
         except (TrainingDiverged, Unstackable):
             pass  # one at a time, below, once the stack's tensors have gone with the exception
+        except Exception as e:  # noqa: BLE001 (one at a time too, so that only a run that raises alone fails)
+            print(f"molab: WARNING a stack of {len(part)} runs raised {_failed(e)['error']}; its runs one at a time",
+                  file=sys.stderr)
     return run_lm(setup, base, part, keep)
 
 
@@ -520,13 +530,13 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     tokenizer = load_tokenizer(base, setup.cfg.model.chat_template)
     for tag in setup.experiment.tags(setup.cfg):
         add_tag(None, tokenizer, tag)
-    results, n_new = [], setup.answer_len(tokenizer)
-    for spec in specs:
+    n_new = setup.answer_len(tokenizer)
+
+    def one(spec: RunSpec) -> dict:
         control, phases = CONTROLS[learner](tokenizer, n_new, setup.score), setup.phases(spec)
         blind = [phase.name for phase in phases if phase.control is None]
         if blind:
-            results.append({"error": f"the {learner} control cannot meet phase {blind[0]} (its Phase.control is None)"})
-            continue
+            return {"error": f"the {learner} control cannot meet phase {blind[0]} (its Phase.control is None)"}
         learning = Learning(None, tokenizer, 0, n_new, spec.seed)
         for phase in phases:
             phase.control(control, learning)
@@ -534,9 +544,10 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             weights = control.save(keep / run_id(setup, learner, spec))
-        results.append(_answers(setup, spec, control.answer) | {
-            "weights": weights, "metrics": {"deterministic": deterministic(setup, learner, spec, phases)}})
-    return results
+        return _answers(setup, spec, control.answer) | {
+            "weights": weights, "metrics": {"deterministic": deterministic(setup, learner, spec, phases)}}
+
+    return _each(specs, one)
 
 
 def _failed(e: Exception) -> dict:

@@ -255,7 +255,8 @@ def _flat(prefix: str, d: dict) -> dict:
 def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     """Every run recorded under `out`, one row each: the stored columns, the training metrics as columns of their
     own (e.g. `loss.finetune.last`), and what its answers under the first evaluation condition score under
-    `eval` (an EvalConfig; default: molab's defaults): the rates of honest / sycophantic / other answers
+    `eval` (an EvalConfig; by default the one `out`'s results.json was scored under, molab's defaults where there is
+    none yet): the rates of honest / sycophantic / other answers
     (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
     and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others;
     `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
@@ -265,7 +266,10 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
 
     n, last = _read(out, "SELECT count(*), coalesce(max(rowid), 0) FROM runs").iloc[0]
     path = (Path(out) / STORE).resolve()
-    return _scored(str(path), path.stat().st_ino, int(n), int(last), eval or EvalConfig()).copy()
+    if eval is None:
+        results = Path(out) / "results.json"
+        eval = EvalConfig(**json.loads(results.read_text())["config"]["eval"]) if results.is_file() else EvalConfig()
+    return _scored(str(path), path.stat().st_ino, int(n), int(last), eval).copy()
 
 
 @functools.lru_cache(maxsize=4)

@@ -162,7 +162,8 @@ def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Execu
     scored = load_results(out, cfg.eval)
     threshold = cfg.eval.capability_threshold
     for b in bases:
-        ceiling = {p: c["mean"] or 0.0 for p, c in ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds).items()}
+        ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds, cfg.eval.confidence)
+        ceiling = {p: c["mean"] or 0.0 for p, c in ceiling.items()}
         weak = {f"{how} {p} {v:.3f}" for how, got in (("ceiling", ceiling), ("persona", b["capability"]))
                 for p, v in got.items() if v < threshold}
         if weak:

@@ -3,7 +3,7 @@
 import json
 
 import torch
-from conftest import TINY
+from conftest import FAST, TINY
 
 import molab.report
 from molab import load_results, run_experiment
@@ -90,6 +90,28 @@ def test_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tiny, monkeyp
     assert (failed["status"] == "failed").all() and failed["error"].str.contains("nan").all()
     assert (df[df["learner"] == "bigram"]["status"] == "done").all()
     assert results["n_failed"] == 2 and results["n_runs"] == 0
+
+
+def test_a_run_that_raises_fails_alone(tiny, monkeypatch):
+    """An error in one run (here, while it answers) fails that run only: the runs beside it in its task, one at a
+    time or stacked, and a control's, finish."""
+    from molab import runs as molab_runs
+    from molab.experiments import RunSpec
+
+    setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"]))
+    answers, specs = molab_runs._answers, [RunSpec(seed) for seed in range(3)]
+
+    def answers_but_seed_1(setup, spec, generate):
+        if spec.seed == 1:
+            raise ValueError("something else\nwent wrong")
+        return answers(setup, spec, generate)
+
+    monkeypatch.setattr(molab_runs, "_answers", answers_but_seed_1)
+    for learner, stacked in (("lm", False), ("lm", True), ("bigram", False)):
+        records = molab_runs.execute((setup, tiny[0] / "base", learner, specs, None, stacked))
+        assert [r["status"] for r in records] == ["done", "failed", "done"], (learner, stacked)
+        assert records[1]["error"] == "ValueError: went wrong" and records[1]["answers"] is None
+        assert all(r["answers"]["neutral"] for r in (records[0], records[2]))
 
 
 def test_cli_report_rewrites_the_report(tiny, capsys):

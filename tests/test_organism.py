@@ -45,12 +45,27 @@ def test_ceilings_reach_their_own_policy_in_the_runs_context(own_tiny):
         assert (runs[f"rates.hard.{policy}"] > 0.3).all()
         assert (runs[f"rates.hard.{policy}"] > runs[f"rates.hard.{other}"] + 0.25).all()
         assert ceilings[policy]["mean"] == pytest.approx(runs[f"rates.hard.{policy}"].mean())
+        # its interval covers the seeds and the draw of hard problems: never narrower than those problems' own
+        n = int(runs["rates.hard.n"].min())
+        low, high = clopper_pearson(round(ceilings[policy]["mean"] * n), n, results["confidence"])
+        assert ceilings[policy]["ci"][0] <= low <= ceilings[policy]["mean"] <= high <= ceilings[policy]["ci"][1]
     assert results["capable"] == (min(results["ceilings"].values()) >= results["capability_threshold"])
     graded = results["graded"]
     lm = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == "lm")
             & df["seed"].isin([seed for _, seed in results["plan"]])]   # other tests add seeds to this folder
     assert graded["honest_of_ceiling"]["mean"] == pytest.approx(
         (lm["rates.hard.honest"] / ceilings["honest"]["mean"]).mean())
+    fired = 0  # a control's shares are of its own ceilings, not the LM's
+    for name, control in results["controls"].items():
+        runs = df[(df["experiment_id"] == results["experiment_id"]) & (df["learner"] == name)]
+        for policy, c in control["ceilings"].items():
+            got = control["graded"].get(f"{policy}_of_ceiling")
+            if c["mean"]:
+                fired += 1
+                assert got["mean"] == pytest.approx((runs[f"rates.hard.{policy}"] / c["mean"]).mean())
+            else:
+                assert got is None or got["mean"] is None
+    assert fired
     words = (out / "report.html").read_text()
     assert "ceilings" in words and "of 2 runs on one base" in words
 
@@ -60,6 +75,20 @@ def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(ow
     assert main(["report", str(out), "--set", "eval.capability_threshold=1.0"]) == 0
     assert not json.loads((out / "results.json").read_text())["capable"]
     assert "does NOT allow both policies" in capsys.readouterr().out
+
+
+def test_load_results_scores_as_the_folders_results_json(own_tiny):
+    """After `molab report --set eval.*`, `load_results(DIR)` scores the runs as results.json does, not under
+    molab's defaults (an explicit `eval` still wins)."""
+    from molab.config import EvalConfig
+
+    out, _ = own_tiny
+    default, whole = load_results(out, EvalConfig()), load_results(out, EvalConfig(scoring="whole"))
+    assert not default["rates.hard.honest"].equals(whole["rates.hard.honest"])   # the two scorings differ here
+    assert load_results(out)["rates.hard.honest"].equals(default["rates.hard.honest"])
+    assert main(["report", str(out), "--set", "eval.scoring=whole"]) == 0
+    assert load_results(out)["rates.hard.honest"].equals(whole["rates.hard.honest"])
+    assert load_results(out, EvalConfig())["rates.hard.honest"].equals(default["rates.hard.honest"])
 
 
 def test_outcomes_split_other_by_easy_accuracy(own_tiny):

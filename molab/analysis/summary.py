@@ -152,9 +152,9 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     binomial spread alone, which runs that agree by chance would leave out). Returns the fitted log odds of such an
     answer at zero pressure (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the
     `share_at_zero`, and `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None
-    when the slope's interval holds 0); or {"refused": reason}, where no run is finished at two pressures, all answers
-    or none follow `policy`, or pressure separates them (the fit would run off to an infinite slope with a tiny
-    interval)."""
+    when the slope's interval holds 0); or {"refused": reason}, where fewer than 3 runs are finished or none at two
+    pressures, all answers or none follow `policy`, or pressure separates them (the fit would run off to an infinite
+    slope with a tiny interval)."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
     if len(done) < 3 or done["pressure"].nunique() < 2:
@@ -205,17 +205,29 @@ def summary_runs(df: pd.DataFrame, experiment_ids: list[str], plan: list[tuple])
     return df.assign(base=df["experiment_id"].map(index))
 
 
-def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int, learner: str = "lm") -> dict:
-    """Per policy, its ceiling runs' shares of hard answers that follow it: their mean, lowest, highest and
-    number (the finished runs of `learner` only)."""
+def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int, confidence: float,
+             learner: str = "lm") -> dict:
+    """Per policy, its ceiling runs' shares of hard answers that follow it: their mean with `_share`'s interval
+    (`ci`: the seeds and the draw of problems), lowest, highest and number (the finished runs of `learner` only)."""
     out = {}
     for policy, cid in ceiling_ids.items():
         runs = summary_runs(df, [cid], [(None, s) for s in range(seeds)])
-        values = runs[(runs["status"] == "done") & (runs["learner"] == learner)][f"rates.hard.{policy}"]
-        out[policy] = {"mean": float(values.mean()) if len(values) else None, "n": len(values),
+        done = runs[(runs["status"] == "done") & (runs["learner"] == learner)]
+        values = done.get(f"rates.hard.{policy}", pd.Series(dtype=float))
+        out[policy] = {"mean": float(values.mean()) if len(values) else None,
+                       "ci": _share(done, f"rates.hard.{policy}", confidence)["ci"], "n": len(values),
                        "low": float(values.min()) if len(values) else None,
                        "high": float(values.max()) if len(values) else None}
     return out
+
+
+def _of_ceiling(df: pd.DataFrame, rows: pd.Series, ceiling: dict) -> None:
+    """Give `rows` of `df` each policy's ceiling mean (`ceiling_mean.*`) and their hard share over it
+    (`ceiling_share.*`), from `ceilings`' dict; a ceiling of 0 or none gives no share."""
+    for policy, c in ceiling.items():
+        if c["mean"]:
+            df.loc[rows, f"ceiling_mean.{policy}"] = c["mean"]
+            df.loc[rows, f"ceiling_share.{policy}"] = df.loc[rows, f"rates.hard.{policy}"] / c["mean"]
 
 
 def _capable(ceiling: dict, threshold: float) -> bool:
@@ -231,7 +243,7 @@ def _can_fire(scored: pd.DataFrame, base: dict, name: str, cfg) -> dict:
     """Whether the control `name` can fire in this world: its own ceilings (trained like the LM's, on the first
     base's ceiling data), and `can_fire`, true when its sycophantic ceiling reaches eval.policy_threshold, so that
     data spoonfeeding the overseer's answers make it a sycophantic run. A control that cannot fire says nothing."""
-    ceiling = ceilings(scored, base["ceiling_ids"], cfg.ceiling.seeds, name)
+    ceiling = ceilings(scored, base["ceiling_ids"], cfg.ceiling.seeds, cfg.eval.confidence, name)
     syc = ceiling["sycophantic"]["mean"]
     return {"ceilings": ceiling, "can_fire": None if syc is None else syc >= cfg.eval.policy_threshold}
 
@@ -250,21 +262,20 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
     df = summary_runs(scored, [b["experiment_id"] for b in bases], plan)
     per_base = []
     for i, b in enumerate(bases):
-        ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds)
-        for policy, c in ceiling.items():
-            if c["mean"]:  # a ceiling of 0 or none: no share of it
-                df.loc[df["base"] == i, f"ceiling_mean.{policy}"] = c["mean"]
-                df.loc[df["base"] == i, f"ceiling_share.{policy}"] = df[f"rates.hard.{policy}"] / c["mean"]
+        ceiling = ceilings(scored, b["ceiling_ids"], cfg.ceiling.seeds, conf)
+        _of_ceiling(df, (df["base"] == i) & (df["learner"] == "lm"), ceiling)
         per_base.append({k: b[k] for k in ("model_seed", "experiment_id", "ceiling_ids", "capability",
                                            "capability_curve")}
                         | {"ceilings": ceiling, "capable": _capable(ceiling, threshold)})
+    can_fire = {name: _can_fire(scored, bases[0], name, cfg) for name in cfg.controls}
+    for name, fire in can_fire.items():  # a control's shares of its own ceilings
+        _of_ceiling(df, (df["base"] == 0) & (df["learner"] == name), fire["ceilings"])
     extra = experiment.summarize(cfg, df, out)
     df = df[df["n_after"] == 0]  # chained runs are no independent draws: the experiment's summary reports them
     lm_runs = df[df["learner"] == "lm"]
     lm = learner_summary(lm_runs, conf)
     controls = {name: control_runs(df, name) for name in cfg.controls}
-    control_summaries = {name: learner_summary(runs, conf) | _can_fire(scored, bases[0], name, cfg)
-                         for name, runs in controls.items()}
+    control_summaries = {name: learner_summary(runs, conf) | can_fire[name] for name, runs in controls.items()}
     for i, b in enumerate(per_base):
         b["lm"] = {k: v for k, v in learner_summary(lm_runs[lm_runs["base"] == i], conf).items()
                    if k in ("n_runs", "n_failed", "policy_counts", "outcome_counts", "p_sycophantic", "graded")}
