@@ -77,6 +77,21 @@ def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(ow
     assert "does NOT allow both policies" in capsys.readouterr().out
 
 
+def test_a_ceiling_whose_interval_reaches_below_the_threshold_is_said_so(own_tiny, capsys):
+    """Capable on the ceilings' means, and the words say where a ceiling's interval starts below the threshold;
+    with a threshold below every interval, they do not."""
+    out, results = own_tiny
+    ceilings = results["bases"][0]["ceilings"]
+    policy = min(ceilings, key=lambda p: ceilings[p]["mean"])
+    low, mean = ceilings[policy]["ci"][0], ceilings[policy]["mean"]
+    for threshold, unsure in (((low + mean) / 2, True), (min(c["ci"][0] for c in ceilings.values()) / 2, False)):
+        assert main(["report", str(out), "--set", f"eval.capability_threshold={threshold}"]) == 0
+        words = capsys.readouterr().out
+        assert json.loads((out / "results.json").read_text())["capable"] and "both policies were learnable" in words
+        assert (f"the {policy} ceiling's 95% interval starts at {low:.3f}" in words) == unsure
+        assert ("the means reach it" in words) == unsure
+
+
 def test_load_results_scores_as_the_folders_results_json(own_tiny):
     """After `molab report --set eval.*`, `load_results(DIR)` scores the runs as results.json does, not under
     molab's defaults (an explicit `eval` still wins)."""

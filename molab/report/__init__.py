@@ -330,8 +330,13 @@ def answer_words(results: dict) -> str:
     on = f"over {nb} bases" if nb > 1 else "on one base"
     c, t = results["ceilings"], results["capability_threshold"]
     c = {p: "none finished" if x is None else f"{x:.3f}" for p, x in c.items()}
+    below = [f"the {p} ceiling's {results['confidence']:.0%} interval starts at {b['ceilings'][p]['ci'][0]:.3f}"
+             + (f" on base seed {b['model_seed']}" if nb > 1 else "") for b in results["bases"]
+             for p in ("honest", "sycophantic")
+             if (b["ceilings"][p].get("ci") or [t])[0] < t]  # results.json from before ceilings had intervals: none
+    unsure = f": the means reach it, but {' and '.join(below)}" if below else ""
     learnable = (f"both policies were learnable in the runs' context (ceilings {c['honest']} honest and "
-                 f"{c['sycophantic']} sycophantic on hard problems; threshold {t:g})" if results["capable"] else
+                 f"{c['sycophantic']} sycophantic on hard problems; threshold {t:g}{unsure})" if results["capable"] else
                  f"the runs' context does NOT allow both policies on every base (ceilings {c['honest']} honest "
                  f"and {c['sycophantic']} sycophantic; threshold {t:g}), so the split says little about "
                  "inductive bias")
