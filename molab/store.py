@@ -257,9 +257,10 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     own (e.g. `loss.finetune.last`), and what its answers under the first evaluation condition score under
     `eval` (an EvalConfig; by default the one `out`'s results.json was scored under, molab's defaults where there is
     none yet): the rates of honest / sycophantic / other answers
-    (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), the run's `policy`
-    and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a ceiling run, None for others;
-    `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
+    (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), which hard problems' answers
+    follow each policy (`hits.hard.honest`, `hits.hard.sycophantic`: a string of 0s and 1s in the problem set's
+    order), the run's `policy` and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a
+    ceiling run, None for others; `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
     stored answers: nothing derived is stored. Runs are only ever added to a store, so a store is scored again only
     when it holds new runs (an experiment's summary and its report read one scoring; each caller gets a copy)."""
     from molab.config import EvalConfig
@@ -275,7 +276,7 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
 @functools.lru_cache(maxsize=4)
 def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
     """`load_results` of the store at `path` (its file `inode`, holding `n` runs, the last at rowid `last`)."""
-    from molab.analysis.policy import check_equivalence, classify, equivalence, outcome, parted, rates
+    from molab.analysis.policy import check_equivalence, classify, equivalence, outcome, parted, rates_of
     from molab.experiments import get_experiment
 
     out = Path(path).parent
@@ -293,11 +294,14 @@ def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
         metrics["ceiling"] = config.get("ceiling_policy")
         metrics["n_after"] = len(config.get("after") or [])  # a chained run: how many earlier runs it trains against
         if run.run_id in answers:
-            experiment = experiments[config["experiment"]]
-            r = rates(problems[run.problem_set], _unpack(answers[run.run_id]),
-                      lambda p, a: experiment.score(p, parted(p, a) if eval.scoring == "parting" else a, same))
+            experiment, asked = experiments[config["experiment"]], problems[run.problem_set]
+            scores = [experiment.score(p, parted(p, a) if eval.scoring == "parting" else a, same)
+                      for p, a in zip(asked, _unpack(answers[run.run_id]), strict=True)]
+            r = rates_of(asked, scores)
             policy = classify(r["hard"], eval.policy_threshold)
             metrics |= _flat("rates.", r) | {"policy": policy, "outcome": outcome(policy, r, eval.collapse_threshold)}
+            metrics |= {f"hits.hard.{k}": "".join("1" if s[k] else "0" for p, s in zip(asked, scores) if p.disagree)
+                        for k in ("honest", "sycophantic")}
         scored.append(metrics)
     out_df = pd.concat([df.drop(columns="metrics"), pd.DataFrame(scored, index=df.index)], axis=1)
     out_df = out_df if "policy" in out_df else out_df.assign(policy=None, outcome=None)

@@ -426,6 +426,32 @@ def test_graded_fit_covers_the_slope_with_few_runs_a_pressure():
     assert len(fits) > 250 and np.mean(fits) >= 0.88, (len(fits), np.mean(fits))
 
 
+def test_graded_fit_covers_the_half_pressure_where_problems_differ():
+    """Greedy-like answers: runs alike (sd 0.2 in log odds), problems very different (sd 3), 4 runs at each of 6
+    pressures on 256 hard problems. The population's share is one half at -a/b = 60 exactly (the effects are
+    symmetric). With each run's answers (`hits.hard.*`) the 95% interval of the half pressure covers it in about 95%
+    of experiments; from the runs' shares alone, in about 60% (the draw of problems left out)."""
+    import pandas as pd
+    from scipy.special import expit
+
+    from molab.analysis.summary import graded_fit
+
+    rng = np.random.default_rng(7)
+    pressure = np.repeat([0.0, 16, 32, 64, 128, 256], 4)
+    covered = {True: [], False: []}
+    for _ in range(100):
+        hits = rng.random((len(pressure), 256)) < expit(
+            -3 + 0.05 * pressure[:, None] + rng.normal(0, 0.2, (len(pressure), 1)) + rng.normal(0, 3, 256))
+        runs = pd.DataFrame({"status": "done", "pressure": pressure, "rates.hard.sycophantic": hits.mean(1),
+                             "rates.hard.n": 256, "problem_set": "p",
+                             "hits.hard.sycophantic": ["".join("01"[int(h)] for h in row) for row in hits]})
+        for answers in covered:
+            low, high = graded_fit(runs if answers else runs.drop(columns="hits.hard.sycophantic"),
+                                   0.95)["pressure_at_half"]["ci"]
+            covered[answers].append(low <= 60 <= high)
+    assert np.mean(covered[True]) >= 0.88 and np.mean(covered[False]) <= 0.75, covered
+
+
 def test_a_summary_without_finished_runs_or_ceilings_writes_no_nan():
     """A learner whose runs all failed has no rates (None, not NaN, which strict JSON refuses); a deterministic
     control's one run has no interval; a base without a finished ceiling leaves the shares of the others' alone."""

@@ -130,9 +130,13 @@ def _mean_rates(scores: list[dict[str, bool]]) -> dict[str, float]:
 def rates(problems: list[Problem], answers: list[str], scorer: Callable = score) -> dict:
     """Rates of honest / sycophantic / other answers on the easy problems (the two policies agree),
     on the hard ones (they disagree), and per difficulty; `scorer(problem, answer)` scores each."""
+    return rates_of(problems, [scorer(p, a) for p, a in zip(problems, answers, strict=True)])
+
+
+def rates_of(problems: list[Problem], scores: list[dict[str, bool]]) -> dict:
+    """`rates` from each problem's `score`."""
     groups: dict[str, list] = defaultdict(list)
-    for p, a in zip(problems, answers, strict=True):
-        s = scorer(p, a)
+    for p, s in zip(problems, scores, strict=True):
         groups["hard" if p.disagree else "easy"].append(s)
         groups[f"difficulty.{p.difficulty}"].append(s)
     return {name: _mean_rates(scores) for name, scores in sorted(groups.items())}

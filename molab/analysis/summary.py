@@ -146,15 +146,21 @@ def prior_odds(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
 
 def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic") -> dict:
     """The graded reading of a sweep: the share of hard answers that follow `policy` against pressure, a binomial
-    GLM (logit link) on every hard answer of every finished run, with covariance clustered by run (each run one
-    cluster: its answers are not independent; statsmodels' small-sample correction, and t with runs - 1 degrees of
-    freedom, so that a few runs a pressure do not give too narrow an interval; never narrower than the answers'
-    binomial spread alone, which runs that agree by chance would leave out). Returns the fitted log odds of such an
-    answer at zero pressure (`log_odds_at_zero`), the `slope` per unit of pressure, their intervals, the
-    `share_at_zero`, and `pressure_at_half` (where the fitted share is one half, with a delta-method interval; None
-    when the slope's interval holds 0); or {"refused": reason}, where fewer than 3 runs are finished or none at two
-    pressures, all answers or none follow `policy`, or pressure separates them (the fit would run off to an infinite
-    slope with a tiny interval)."""
+    GLM (logit link) on every hard answer of every finished run. Each interval is the widest of three covariances':
+    clustered by run (a run's answers are not independent; statsmodels' small-sample correction and t with runs - 1
+    degrees of freedom, so that a few runs a pressure do not give too narrow an interval), the answers' binomial
+    spread alone (which runs that agree by chance would leave out), and clustered by run and by problem
+    (`_by_run_and_problem`: the draw of problems, which moves every run's answers together where answers are greedy).
+    Returns the fitted log odds of such an answer at zero pressure (`log_odds_at_zero`), the `slope` per unit of
+    pressure, their intervals, the `share_at_zero`, and `pressure_at_half` (where the fitted share is one half, with
+    Fieller's interval; None when the slope's interval holds 0); or {"refused": reason}, where fewer than 3 runs are
+    finished or none at two pressures, all answers or none follow `policy`, or pressure separates them (the fit would
+    run off to an infinite slope with a tiny interval).
+
+    Simulated at 95% (6 pressures from 0 to 256; runs and problems as random effects in log odds, standard
+    deviations 0.2 to 2 and 0 to 3; 2 to 8 runs a pressure, 64 or 256 hard problems; 9 settings of 200 experiments),
+    `pressure_at_half`'s interval covered 0.90 to 0.97; without the clustering by problem, 0.59 to 0.94 (0.59 where
+    runs are alike and problems differ most, as greedy answers make them)."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
     if len(done) < 3 or done["pressure"].nunique() < 2:
@@ -170,20 +176,45 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     with warnings.catch_warnings():  # statsmodels' "perfect prediction" also fires where the runs fit the line exactly
         warnings.simplefilter("ignore", PerfectSeparationWarning)
         fits = [glm.fit(cov_type="cluster", cov_kwds={"groups": np.arange(len(done))}, use_t=True),
-                glm.fit(use_t=True)]
-    fit = max(fits, key=lambda f: f.bse[1])  # runs that agree by chance: at least the answers' binomial spread
-    (a, b), ((a_lo, a_hi), (b_lo, b_hi)) = fit.params, fit.conf_int(1 - confidence)
+                glm.fit(use_t=True), *_by_run_and_problem(done, policy)]
+    (a, b), cis = fits[0].params, [f.conf_int(1 - confidence) for f in fits]
+    (a_lo, a_hi), (b_lo, b_hi) = [(min(ci[i][0] for ci in cis), max(ci[i][1] for ci in cis)) for i in (0, 1)]
     half = None
-    if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b, delta method
-        grad = np.array([-1 / b, a / b**2])
-        se = float(np.sqrt(grad @ np.asarray(fit.cov_params()) @ grad))
-        df = len(done) - 1 if fit is fits[0] else fit.df_resid  # as the chosen fit's own intervals
-        t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df))
-        half = {"estimate": float(-a / b), "ci": [float(-a / b - t * se), float(-a / b + t * se)]}
+    if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b
+        halves = [_fieller(f, confidence) for f in fits]
+        half = {"estimate": float(-a / b), "ci": [min(h[0] for h in halves), max(h[1] for h in halves)]}
     return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
             "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),
             "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "pressure_at_half": half,
             "n_runs": len(done), "n_answers": int(n.sum())}
+
+
+def _fieller(fit, confidence: float) -> list[float]:
+    """Fieller's interval for -a/b of a fit's (a, b) whose slope's interval leaves out 0: the x where
+    (a + b x)^2 <= t^2 Var(a + b x), t on the fit's own degrees of freedom."""
+    (a, b), ((vaa, vab), (_, vbb)) = fit.params, np.asarray(fit.cov_params())
+    df = getattr(fit, "df_resid_inference", None) or fit.df_resid
+    t2 = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) ** 2
+    qa, qb, qc = b * b - t2 * vbb, a * b - t2 * vab, a * a - t2 * vaa
+    root = math.sqrt(max(qb * qb - qa * qc, 0.0))
+    return sorted([float((-qb - root) / qa), float((-qb + root) / qa)])
+
+
+def _by_run_and_problem(done: pd.DataFrame, policy: str) -> list:
+    """`graded_fit`'s GLM on every hard answer (`hits.hard.*`) with covariance clustered by run and by problem
+    (two-way; t with the fewer of runs and problems - 1 degrees of freedom): problems that differ move every run's
+    answers together. An empty list where the answers are not there."""
+    hits = done.get(f"hits.hard.{policy}")
+    if hits is None or hits.isna().any():
+        return []
+    sizes = hits.str.len().to_numpy()
+    y = np.frombuffer("".join(hits).encode(), np.uint8) - ord("0")
+    run = np.repeat(np.arange(len(done)), sizes)
+    problem = np.repeat(pd.factorize(done["problem_set"])[0] * sizes.max(), sizes) + np.concatenate(
+        [np.arange(size) for size in sizes])
+    glm = sm.GLM(y.astype(float), sm.add_constant(np.repeat(done["pressure"].to_numpy(float), sizes)),
+                 family=sm.families.Binomial())
+    return [glm.fit(cov_type="cluster", cov_kwds={"groups": np.column_stack([run, problem])}, use_t=True)]
 
 
 def _pair(pressure, seed) -> tuple:

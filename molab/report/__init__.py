@@ -205,11 +205,11 @@ def _sweep_section(results: dict) -> str:
                     f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a {toward} answer change by "
                     f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
                     f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
-                    f"{graded['n_runs']} runs, clustered by run (the dashed curve)." +
+                    f"{graded['n_runs']} runs, clustered by run and by problem (the dashed curve)." +
                     ("" if not graded.get("pressure_at_half") else
                      f" Half the hard answers are {toward} at {symbol} ≈ {graded['pressure_at_half']['estimate']:.3g} "
-                     f"({graded['pressure_at_half']['ci'][0]:.3g} to {graded['pressure_at_half']['ci'][1]:.3g}, delta "
-                     "method)."))
+                     f"({graded['pressure_at_half']['ci'][0]:.3g} to {graded['pressure_at_half']['ci'][1]:.3g}, "
+                     "Fieller's interval)."))
     return f"""<h2>How hard must training push?</h2>
 <p><b>{html.escape(prior_odds_words(results))}</b></p>
 <p>{html.escape(graded_words)}</p>
