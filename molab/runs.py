@@ -352,7 +352,7 @@ def _finish(setup: Setup, spec: RunSpec, learning: Learning, phases: list, metri
 def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
     """LM runs one at a time: their answers and losses, or why they failed (`_each`). A seed's leading phases marked
     `shared` are trained once and copied for each of its pressures; where they fail, each of those runs fails so."""
-    shared = {}  # seed -> (learning, metrics) after its shared phases, or the exception they raised
+    shared = {}  # seed -> (learning, metrics) after its shared phases, or the failed result they gave
     lengths = None  # the first run's, for every run
 
     def one(spec: RunSpec) -> dict:
@@ -365,10 +365,10 @@ def run_lm(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) ->
                 lengths = _lengths(first)
                 _train_phases(first, phases[:n_shared], first_metrics)
                 shared[spec.seed] = first, first_metrics
-            except Exception as e:  # noqa: BLE001 (each run of this seed fails with it)
-                shared[spec.seed] = e
-        if isinstance(shared.get(spec.seed), Exception):
-            raise shared[spec.seed]
+            except Exception as e:  # noqa: BLE001 (each run of this seed fails with it; not the exception, which
+                shared[spec.seed] = _failed(e)  # would keep the half-trained model alive through its traceback)
+        if isinstance(shared.get(spec.seed), dict):
+            return shared[spec.seed]
         learning, metrics = (copy.deepcopy(shared[spec.seed]) if n_shared
                              else (_start(setup, base, spec.seed, lengths=lengths), {}))
         lengths = _lengths(learning)
@@ -423,13 +423,15 @@ def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, kee
         part = group[len(results):len(results) + size]
         try:
             results += _one_stack(setup, base, part, phases, keep)
+            continue
         except torch.OutOfMemoryError:  # only a stack raises it here (a run alone fails instead)
-            gc.collect()  # the stack's tensors gone with the exception: those in reference cycles, then the cache
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            size = len(part) // 2
-            print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
-                  "from here", file=sys.stderr)
+            pass
+        gc.collect()  # here, the stack's tensors gone with the exception: those in reference cycles, then the cache
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        size = len(part) // 2
+        print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
+              "from here", file=sys.stderr)
     return results
 
 

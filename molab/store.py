@@ -260,17 +260,28 @@ def load_results(out: str | Path, eval=None) -> pd.DataFrame:
     (`rates.hard.honest`, `rates.easy.other`, `rates.difficulty.2.sycophantic`, ...), which hard problems' answers
     follow each policy (`hits.hard.honest`, `hits.hard.sycophantic`: a string of 0s and 1s in the problem set's
     order), the run's `policy` and its graded `outcome` (missing for a failed run); `ceiling` is the policy of a
-    ceiling run, None for others; `n_after` the number of earlier runs a chained run trains against (0 for others). Scoring happens here, from the
-    stored answers: nothing derived is stored. Runs are only ever added to a store, so a store is scored again only
-    when it holds new runs (an experiment's summary and its report read one scoring; each caller gets a copy)."""
-    from molab.config import EvalConfig
-
+    ceiling run, None for others; `n_after` the number of earlier runs a chained run trains against (0 for
+    others). Scoring happens here, from the stored answers: nothing derived is stored. Runs are only ever added to a
+    store, so a store is scored again only when it holds new runs (an experiment's summary and its report read one
+    scoring; each caller gets a copy)."""
     n, last = _read(out, "SELECT count(*), coalesce(max(rowid), 0) FROM runs").iloc[0]
     path = (Path(out) / STORE).resolve()
     if eval is None:
-        results = Path(out) / "results.json"
-        eval = EvalConfig(**json.loads(results.read_text())["config"]["eval"]) if results.is_file() else EvalConfig()
+        eval = _folder_eval(Path(out) / "results.json")
     return _scored(str(path), path.stat().st_ino, int(n), int(last), eval).copy()
+
+
+def _folder_eval(results: Path):
+    """The eval settings `results` (a results.json) was scored under; molab's defaults where there is none yet."""
+    from molab.config import ConfigError, EvalConfig, _build
+
+    if not results.is_file():
+        return EvalConfig()
+    try:
+        return _build(EvalConfig, json.loads(results.read_text())["config"]["eval"], "eval.")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise ConfigError(f"{results}: no eval settings molab can read ({type(e).__name__}: {e}); pass "
+                          "load_results(DIR, eval=EvalConfig(...))") from None
 
 
 @functools.lru_cache(maxsize=4)

@@ -106,6 +106,23 @@ def test_load_results_scores_as_the_folders_results_json(own_tiny):
     assert load_results(out, EvalConfig())["rates.hard.honest"].equals(default["rates.hard.honest"])
 
 
+def test_a_results_json_from_before_or_beyond_reads_clearly(own_tiny):
+    """A results.json whose ceilings have no interval (written before they had one) still makes a report; one whose
+    eval settings molab does not know makes `load_results(DIR)` say which file, in one line."""
+    from molab.config import ConfigError
+    from molab.report import write_report
+
+    out, results = own_tiny
+    old = json.loads(json.dumps(results))
+    for c in old["bases"][0]["ceilings"].values():
+        del c["ci"]
+    write_report(out, old)
+    beyond = old | {"config": old["config"] | {"eval": old["config"]["eval"] | {"new_knob": 1}}}
+    (out / "results.json").write_text(json.dumps(beyond))
+    with pytest.raises(ConfigError, match=r"results\.json: no eval settings molab can read .*eval\.new_knob"):
+        load_results(out)
+
+
 def test_outcomes_split_other_by_easy_accuracy(own_tiny):
     out, results = own_tiny
     before = results["outcome_counts"]
@@ -438,18 +455,40 @@ def test_graded_fit_covers_the_half_pressure_where_problems_differ():
 
     rng = np.random.default_rng(7)
     pressure = np.repeat([0.0, 16, 32, 64, 128, 256], 4)
-    covered = {True: [], False: []}
+    covered = {"runs and problems": [], "runs": []}
     for _ in range(100):
         hits = rng.random((len(pressure), 256)) < expit(
             -3 + 0.05 * pressure[:, None] + rng.normal(0, 0.2, (len(pressure), 1)) + rng.normal(0, 3, 256))
         runs = pd.DataFrame({"status": "done", "pressure": pressure, "rates.hard.sycophantic": hits.mean(1),
                              "rates.hard.n": 256, "problem_set": "p",
                              "hits.hard.sycophantic": ["".join("01"[int(h)] for h in row) for row in hits]})
-        for answers in covered:
-            low, high = graded_fit(runs if answers else runs.drop(columns="hits.hard.sycophantic"),
-                                   0.95)["pressure_at_half"]["ci"]
-            covered[answers].append(low <= 60 <= high)
-    assert np.mean(covered[True]) >= 0.88 and np.mean(covered[False]) <= 0.75, covered
+        for clustered, got in covered.items():
+            fit = graded_fit(runs if clustered == "runs and problems" else runs.drop(columns="hits.hard.sycophantic"),
+                             0.95)
+            assert fit["clustered"] == clustered
+            got.append(fit["pressure_at_half"]["ci"][0] <= 60 <= fit["pressure_at_half"]["ci"][1])
+    assert np.mean(covered["runs and problems"]) >= 0.88 and np.mean(covered["runs"]) <= 0.75, covered
+    # one hard problem: nothing to cluster by problem, so the runs alone; answers that disagree with their counts
+    # are refused
+    one = runs.assign(**{"hits.hard.sycophantic": runs["hits.hard.sycophantic"].str[:1], "rates.hard.n": 1})
+    one["rates.hard.sycophantic"] = one["hits.hard.sycophantic"].astype(float)
+    assert graded_fit(one, 0.95)["clustered"] == "runs"
+    with pytest.raises(ValueError, match="does not hold rates.hard.n answers"):
+        graded_fit(runs.assign(**{"rates.hard.n": 255}), 0.95)
+
+
+def test_fieller_interval_of_the_half_pressure():
+    """Where the slope is sure, Fieller's interval for -a/b is the delta method's, nearly; where the slope's
+    interval holds 0, it has no end."""
+    from molab.analysis.summary import _fit_intervals
+
+    a, b, t = -3.0, 0.05, 1.96
+    cov = np.array([[1e-4, 0.0], [0.0, 1e-8]])
+    delta = t * np.sqrt(np.array([-1 / b, a / b**2]) @ cov @ np.array([-1 / b, a / b**2]))
+    (a_lo, a_hi), (b_lo, _), half = _fit_intervals(a, b, cov, t)
+    assert (a_lo, a_hi) == pytest.approx((a - t * 0.01, a + t * 0.01)) and b_lo == pytest.approx(b - t * 1e-4)
+    assert half == pytest.approx([60 - delta, 60 + delta], rel=1e-3)
+    assert _fit_intervals(a, b, np.array([[1e-4, 0.0], [0.0, 1e-3]]), t)[2] == [-np.inf, np.inf]
 
 
 def test_a_summary_without_finished_runs_or_ceilings_writes_no_nan():

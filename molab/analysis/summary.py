@@ -149,8 +149,10 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     GLM (logit link) on every hard answer of every finished run. Each interval is the widest of three covariances':
     clustered by run (a run's answers are not independent; statsmodels' small-sample correction and t with runs - 1
     degrees of freedom, so that a few runs a pressure do not give too narrow an interval), the answers' binomial
-    spread alone (which runs that agree by chance would leave out), and clustered by run and by problem
-    (`_by_run_and_problem`: the draw of problems, which moves every run's answers together where answers are greedy).
+    spread alone (which runs that agree by chance would leave out), and clustered by run and by problem (`_by_problem`:
+    the draw of problems, which moves every run's answers together where answers are greedy; the run- and
+    problem-clustered covariances summed, with t on the fewer of runs and problems - 1 degrees of freedom; `clustered`
+    says whether each run's answers were there for it).
     Returns the fitted log odds of such an answer at zero pressure (`log_odds_at_zero`), the `slope` per unit of
     pressure, their intervals, the `share_at_zero`, and `pressure_at_half` (where the fitted share is one half, with
     Fieller's interval; None when the slope's interval holds 0); or {"refused": reason}, where fewer than 3 runs are
@@ -159,7 +161,7 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
 
     Simulated at 95% (6 pressures from 0 to 256; runs and problems as random effects in log odds, standard
     deviations 0.2 to 2 and 0 to 3; 2 to 8 runs a pressure, 64 or 256 hard problems; 9 settings of 200 experiments),
-    `pressure_at_half`'s interval covered 0.90 to 0.97; without the clustering by problem, 0.59 to 0.94 (0.59 where
+    `pressure_at_half`'s interval covered 0.91 to 0.98; without the clustering by problem, 0.59 to 0.94 (0.59 where
     runs are alike and problems differ most, as greedy answers make them)."""
     done = runs[runs["status"] == "done"]
     n = done["rates.hard.n"].to_numpy(float) if "rates.hard.n" in done else np.array([])
@@ -171,50 +173,59 @@ def graded_fit(runs: pd.DataFrame, confidence: float, policy: str = "sycophantic
     if separation(done["pressure"].to_numpy(float), k, n):
         return {"refused": f"pressure separates the answers (none {policy} below some pressure, all of them above it, "
                            "or the reverse), so the slope is infinite; add runs between"}
-    glm = sm.GLM(np.column_stack([k, n - k]), sm.add_constant(done["pressure"].to_numpy(float)),
-                 family=sm.families.Binomial())
+    x = done["pressure"].to_numpy(float)
     with warnings.catch_warnings():  # statsmodels' "perfect prediction" also fires where the runs fit the line exactly
         warnings.simplefilter("ignore", PerfectSeparationWarning)
-        fits = [glm.fit(cov_type="cluster", cov_kwds={"groups": np.arange(len(done))}, use_t=True),
-                glm.fit(use_t=True), *_by_run_and_problem(done, policy)]
-    (a, b), cis = fits[0].params, [f.conf_int(1 - confidence) for f in fits]
-    (a_lo, a_hi), (b_lo, b_hi) = [(min(ci[i][0] for ci in cis), max(ci[i][1] for ci in cis)) for i in (0, 1)]
-    half = None
-    if b_lo > 0 or b_hi < 0:  # the pressure at which half the hard answers follow `policy`: -a/b
-        halves = [_fieller(f, confidence) for f in fits]
-        half = {"estimate": float(-a / b), "ci": [min(h[0] for h in halves), max(h[1] for h in halves)]}
+        glm = sm.GLM(np.column_stack([k, n - k]), sm.add_constant(x), family=sm.families.Binomial())
+        by_run, binomial = glm.fit(cov_type="cluster", cov_kwds={"groups": np.arange(len(done))}), glm.fit()
+        by_problem = _by_problem(done, policy, x)
+    covariances = [(by_run.cov_params(), len(done) - 1), (binomial.cov_params(), binomial.df_resid)]
+    if by_problem is not None:  # two-way: the runs' and the problems' clustered covariances summed
+        covariances.append((by_run.cov_params() + by_problem[0].cov_params(), min(len(done), by_problem[1]) - 1))
+    a, b = by_run.params
+    fits = [_fit_intervals(a, b, np.asarray(cov), float(scipy_stats.t.ppf(0.5 + confidence / 2, df)))
+            for cov, df in covariances]
+    (a_lo, a_hi), (b_lo, b_hi), ends = [(min(f[i][0] for f in fits), max(f[i][1] for f in fits)) for i in range(3)]
+    # the pressure at which half the hard answers follow `policy`: -a/b
+    half = {"estimate": float(-a / b), "ci": list(ends)} if b_lo > 0 or b_hi < 0 else None
     return {"log_odds_at_zero": float(a), "log_odds_at_zero_ci": [float(a_lo), float(a_hi)], "slope": float(b),
             "slope_ci": [float(b_lo), float(b_hi)], "share_at_zero": float(expit(a)),
             "share_at_zero_ci": [float(expit(a_lo)), float(expit(a_hi))], "pressure_at_half": half,
-            "n_runs": len(done), "n_answers": int(n.sum())}
+            "clustered": "runs and problems" if by_problem else "runs", "n_runs": len(done),
+            "n_answers": int(n.sum())}
 
 
-def _fieller(fit, confidence: float) -> list[float]:
-    """Fieller's interval for -a/b of a fit's (a, b) whose slope's interval leaves out 0: the x where
-    (a + b x)^2 <= t^2 Var(a + b x), t on the fit's own degrees of freedom."""
-    (a, b), ((vaa, vab), (_, vbb)) = fit.params, np.asarray(fit.cov_params())
-    df = getattr(fit, "df_resid_inference", None) or fit.df_resid
-    t2 = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) ** 2
-    qa, qb, qc = b * b - t2 * vbb, a * b - t2 * vab, a * a - t2 * vaa
+def _fit_intervals(a: float, b: float, cov: np.ndarray, t: float) -> tuple:
+    """The intervals a ± t·se, b ± t·se and Fieller's for -a/b (the x where (a + b x)^2 <= t^2 Var(a + b x); both
+    ends infinite where the slope's interval holds 0) of a fit's (a, b) with covariance `cov`."""
+    (vaa, vab), (_, vbb) = np.maximum(cov, [[0, -math.inf], [-math.inf, 0]])  # rounding: no variance below 0
+    qa, qb, qc = b * b - t * t * vbb, a * b - t * t * vab, a * a - t * t * vaa
     root = math.sqrt(max(qb * qb - qa * qc, 0.0))
-    return sorted([float((-qb - root) / qa), float((-qb + root) / qa)])
+    half = sorted([(-qb - root) / qa, (-qb + root) / qa]) if qa > 0 else [-math.inf, math.inf]
+    return ([a - t * math.sqrt(vaa), a + t * math.sqrt(vaa)], [b - t * math.sqrt(vbb), b + t * math.sqrt(vbb)],
+            [float(h) for h in half])
 
 
-def _by_run_and_problem(done: pd.DataFrame, policy: str) -> list:
-    """`graded_fit`'s GLM on every hard answer (`hits.hard.*`) with covariance clustered by run and by problem
-    (two-way; t with the fewer of runs and problems - 1 degrees of freedom): problems that differ move every run's
-    answers together. An empty list where the answers are not there."""
+def _by_problem(done: pd.DataFrame, policy: str, x: np.ndarray) -> tuple | None:
+    """`graded_fit`'s GLM on the hard answers' counts per pressure and problem (from each run's `hits.hard.*`),
+    clustered by problem, and the number of problems: problems that differ move every run's answers together
+    (where answers are greedy, most of all). The same estimates as the GLM on runs, since every run at a pressure
+    has the same predictor. None without each run's answers or with fewer than 2 problems (of one problem set)."""
     hits = done.get(f"hits.hard.{policy}")
-    if hits is None or hits.isna().any():
-        return []
-    sizes = hits.str.len().to_numpy()
-    y = np.frombuffer("".join(hits).encode(), np.uint8) - ord("0")
-    run = np.repeat(np.arange(len(done)), sizes)
-    problem = np.repeat(pd.factorize(done["problem_set"])[0] * sizes.max(), sizes) + np.concatenate(
-        [np.arange(size) for size in sizes])
-    glm = sm.GLM(y.astype(float), sm.add_constant(np.repeat(done["pressure"].to_numpy(float), sizes)),
-                 family=sm.families.Binomial())
-    return [glm.fit(cov_type="cluster", cov_kwds={"groups": np.column_stack([run, problem])}, use_t=True)]
+    if hits is None or hits.isna().any() or done["problem_set"].nunique() != 1:
+        return None
+    if (hits.str.len() != done["rates.hard.n"]).any():
+        raise ValueError(f"graded_fit: a run's hits.hard.{policy} does not hold rates.hard.n answers")
+    table = np.stack([np.frombuffer(h.encode(), np.uint8) for h in hits]) - ord("0")
+    if table.shape[1] < 2:
+        return None
+    pressures = np.unique(x)
+    k = np.stack([table[x == p].sum(0) for p in pressures])  # pressures × problems
+    n = np.array([(x == p).sum() for p in pressures])[:, None].repeat(table.shape[1], 1)
+    glm = sm.GLM(np.column_stack([k.ravel(), (n - k).ravel()]),
+                 sm.add_constant(pressures.repeat(table.shape[1])), family=sm.families.Binomial())
+    groups = np.tile(np.arange(table.shape[1]), len(pressures))
+    return glm.fit(cov_type="cluster", cov_kwds={"groups": groups}), table.shape[1]
 
 
 def _pair(pressure, seed) -> tuple:

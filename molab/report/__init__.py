@@ -205,7 +205,7 @@ def _sweep_section(results: dict) -> str:
                     f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a {toward} answer change by "
                     f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
                     f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
-                    f"{graded['n_runs']} runs, clustered by run and by problem (the dashed curve)." +
+                    f"{graded['n_runs']} runs, clustered by {graded.get('clustered', 'runs')} (the dashed curve)." +
                     ("" if not graded.get("pressure_at_half") else
                      f" Half the hard answers are {toward} at {symbol} ≈ {graded['pressure_at_half']['estimate']:.3g} "
                      f"({graded['pressure_at_half']['ci'][0]:.3g} to {graded['pressure_at_half']['ci'][1]:.3g}, "
@@ -371,9 +371,9 @@ def _capability_section(results: dict) -> str:
     rows = []
     for b in results["bases"]:
         c, lm = b["ceilings"], b["lm"]
-        ceiling = [f"{c[p]['mean']:.3f} [{c[p]['ci'][0]:.3f}, {c[p]['ci'][1]:.3f}] ({c[p]['n']} runs, "
-                   f"{c[p]['low']:.2f} to {c[p]['high']:.2f})" if c[p]["mean"] is not None else "no runs"
-                   for p in ("honest", "sycophantic")]
+        ceiling = [f"{c[p]['mean']:.3f}" + (f" [{c[p]['ci'][0]:.3f}, {c[p]['ci'][1]:.3f}]" if c[p].get("ci") else "")
+                   + f" ({c[p]['n']} runs, {c[p]['low']:.2f} to {c[p]['high']:.2f})" if c[p]["mean"] is not None
+                   else "no runs" for p in ("honest", "sycophantic")]
         rows.append([b["model_seed"], *ceiling, *(f"{b['capability'][p]:.3f}" for p in ("honest", "sycophantic")),
                      "yes" if b["capable"] else "NO", " / ".join(str(lm["outcome_counts"][o]) for o in OUTCOMES),
                      _fmt_p(lm["p_sycophantic"])])
