@@ -398,9 +398,9 @@ def stackable(phases: list) -> bool:
 def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | None) -> list[dict]:
     """`run_lm`'s results, with runs trained together: those whose phases are `stackable` and follow one schedule
     (steps, learning rate, warm-up, dropout) train as one stacked model; the rest one at a time (and so does every
-    run of a model placed by `model.device_map`), as do all of a stack whose loss stops being finite or that
-    raises (so that only the run that diverges or raises fails); a stack too large for the device's memory is
-    halved (`_in_stacks`). Shared phases train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
+    run of a model placed by `model.device_map`); a stack whose loss stops being finite or that raises is halved
+    until the run that diverges or raises fails alone (`_one_stack`), and one too large for the device's memory is
+    halved too (`_in_stacks`). Shared phases train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
     phases = {spec: setup.phases(spec) for spec in specs}
     groups: dict[tuple | None, list[RunSpec]] = {}
     for spec in specs:
@@ -436,19 +436,25 @@ def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, kee
 
 
 def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
-    """`part`'s results, trained as one stack; one at a time when they cannot stack or a loss stops being finite."""
-    if len(part) > 1:
-        try:
-            with _collector_paused():
-                return [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
-        except torch.OutOfMemoryError:
-            raise  # `_in_stacks` halves the stack
-        except (TrainingDiverged, Unstackable):
-            pass  # one at a time, below, once the stack's tensors have gone with the exception
-        except Exception as e:  # noqa: BLE001 (one at a time too, so that only a run that raises alone fails)
-            print(f"molab: WARNING a stack of {len(part)} runs raised {_failed(e)['error']}; its runs one at a time",
-                  file=sys.stderr)
-    return run_lm(setup, base, part, keep)
+    """`part`'s results, trained as one stack; one at a time when they cannot stack. Where a loss stops being finite
+    or the stack raises (but for running out of memory, which `_in_stacks` meets), each half trains as a stack of its
+    own, so that the run that fails is found in about log2(len(part)) stacks and fails alone."""
+    if len(part) == 1:
+        return run_lm(setup, base, part, keep)
+    try:
+        with _collector_paused():
+            return [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+    except torch.OutOfMemoryError:
+        raise
+    except Unstackable:
+        return run_lm(setup, base, part, keep)
+    except TrainingDiverged:
+        pass  # halved, below, once the stack's tensors have gone with the exception
+    except Exception as e:  # noqa: BLE001 (halved too, so that only a run that raises alone fails)
+        print(f"molab: WARNING a stack of {len(part)} runs raised {_failed(e)['error']}; its halves apart",
+              file=sys.stderr)
+    half = len(part) // 2
+    return (_one_stack(setup, base, part[:half], phases, keep) + _one_stack(setup, base, part[half:], phases, keep))
 
 
 @contextlib.contextmanager

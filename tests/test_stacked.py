@@ -230,7 +230,7 @@ def test_stacked_lora_runs_of_a_base_give_what_they_give_alone(tiny):
 def test_a_stack_too_large_for_the_devices_memory_trains_in_smaller_stacks(tiny, monkeypatch, capsys):
     """A stack that runs out of device memory costs time, not runs: the runs left train in stacks of half its size
     (halved again as often as needed, the last run alone), with what one stack gives them. A stack that raises
-    anything else trains its runs one at a time, so that only a run that raises alone fails."""
+    anything else is halved until the run that raises trains alone, and the others train as they would."""
     from molab import runs as molab_runs
     from molab.config import load_config
     from molab.experiments import RunSpec
@@ -244,7 +244,7 @@ def test_a_stack_too_large_for_the_devices_memory_trains_in_smaller_stacks(tiny,
             tried.append(len(specs))
             if len(specs) > most:
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            if specs[0].seed == broken:
+            if broken in [spec.seed for spec in specs]:  # a run that raises in a stack (alone, it trains)
                 raise ValueError("something else\nwent wrong")
             return train_stacked(setup, base, specs, phases, keep)
         return train_on_it
@@ -262,10 +262,13 @@ def test_a_stack_too_large_for_the_devices_memory_trains_in_smaller_stacks(tiny,
                                         for k in a["metrics"])
     answers = [(x, y) for a, b in zip(whole, halved) for x, y in zip(a["answers"]["neutral"], b["answers"]["neutral"])]
     assert sum(x == y for x, y in answers) >= 0.99 * len(answers)
-    monkeypatch.setattr(molab_runs, "_train_stacked", device_of(2, broken=2))  # any other error: one at a time
+    tried.clear()
+    monkeypatch.setattr(molab_runs, "_train_stacked", device_of(5, broken=3))  # any other error: halved
     again = molab_runs.run_stacked(setup, base, specs, None)
+    assert tried == [5, 2, 3, 2]  # [0..4] raises; [0, 1] trains; [2, 3, 4] raises; [2] alone; [3, 4] raises
     assert [r.get("error") for r in again] == [None] * 5 and [r.get("stacked", 1) for r in again] == [2, 2, 1, 1, 1]
-    assert "a stack of 2 runs raised ValueError: went wrong; its runs one at a time" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert all(f"a stack of {n} runs raised ValueError: went wrong; its halves apart" in err for n in (5, 3, 2))
 
 
 def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, monkeypatch):
