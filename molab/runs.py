@@ -400,7 +400,8 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     (steps, learning rate, warm-up, dropout) train as one stacked model; the rest one at a time (and so does every
     run of a model placed by `model.device_map`); a stack whose loss stops being finite or that raises is halved
     until the run that diverges or raises fails alone (`_one_stack`), and one too large for the device's memory is
-    halved too (`_in_stacks`). Shared phases train once per run, not once per seed. Each result says how many runs trained together (`stacked`)."""
+    halved too (`_in_stacks`). Shared phases train once per run, not once per seed. Each result says how many runs
+    trained together (`stacked`)."""
     phases = {spec: setup.phases(spec) for spec in specs}
     groups: dict[tuple | None, list[RunSpec]] = {}
     for spec in specs:
@@ -454,7 +455,7 @@ def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep
         print(f"molab: WARNING a stack of {len(part)} runs raised {_failed(e)['error']}; its halves apart",
               file=sys.stderr)
     half = len(part) // 2
-    return (_one_stack(setup, base, part[:half], phases, keep) + _one_stack(setup, base, part[half:], phases, keep))
+    return _one_stack(setup, base, part[:half], phases, keep) + _one_stack(setup, base, part[half:], phases, keep)
 
 
 @contextlib.contextmanager

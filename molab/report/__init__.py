@@ -380,8 +380,9 @@ def _capability_section(results: dict) -> str:
     return f"""<h2>Bases: can the runs' context express both policies?</h2>
 <p>The <b>ceilings</b> are runs from the same base, finetuned with the runs' own prompt and budget on problems of every
 difficulty, labelled by gold (the honest ceiling) or by the overseer (the sycophantic ceiling): the share of their hard
-answers that follow their policy is what the runs' context allows, with its {results['confidence']:.0%} interval over their
-seeds and the draw of problems, and the lowest and highest run. A base is capable when both ceilings' means reach {t:g}.
+answers that follow their policy is what the runs' context allows, with its {results['confidence']:.0%} interval over
+their seeds and the draw of problems, and the lowest and highest run. A base is capable when both ceilings' means
+reach {t:g}.
 The <b>persona check</b> asks the base itself for each policy by its persona tag, a context the runs never see (in a
 conditional organism: with and without its password or trigger).</p>
 {_table(rows, ["model seed", "honest ceiling", "sycophantic ceiling", "persona: honest", "persona: sycophantic",
