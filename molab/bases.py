@@ -75,11 +75,15 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
     if len(losses) == m.pretrain_steps:
         curve.append({"step": len(losses)} | persona_check(setup, model, tokenizer))
     if min(curve[-1]["honest"], curve[-1]["sycophantic"]) < threshold:
+        w = cfg.world
+        reverse = ("" if w.kind == "arithmetic" and w.reverse_answers else
+                   ", or answers written least-significant digit first (" +
+                   ("world.reverse_answers = true)" if w.kind == "arithmetic" else "in a JSONL world of numbers, "
+                    "reverse the answer strings)"))
         print(f"molab: WARNING after {len(losses)} {what} steps (model.pretrain_steps) the base follows its "
               f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of hard "
-              f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps), a wider "
-              "model (model.width, model.depth), or answers written least-significant digit first "
-              "(world.reverse_answers = true; in a JSONL world, reverse the answer strings)")
+              f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps) or a "
+              f"wider model (model.width, model.depth){reverse}")
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     hf_logging.disable_progress_bar()

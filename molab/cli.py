@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a config key, e.g. --set seeds=32 --set scheme.labeler=gold")
     _executor_arguments(run)
 
-    demo = sub.add_parser("demo", help="run the embedded default experiment (CPU, a few minutes)")
+    demo = sub.add_parser("demo", help="run the embedded default experiment (CPU, a few minutes)",
+                          description="Run or resume the embedded default experiment (the oversight organism on "
+                          "graded arithmetic). Config keys: see `molab keys`.")
     demo.add_argument("--out", default=DEMO_OUT, help=f"output folder (default {DEMO_OUT})")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key of the default")

@@ -310,6 +310,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 def apply_overrides(data: dict, overrides) -> dict:
     """`data` (a config as nested dicts) with `key=value` overrides applied; the keys they set are in
     `data`'s new entries. Raises ConfigError for a malformed override."""
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: a list of KEY=VALUE strings, got the string {overrides!r}")
     data = copy.deepcopy(data)
     for item in overrides:
         keys, value = _parse_override(item)

@@ -161,7 +161,8 @@ CASES = [
     (["run", "{tmp}/bad.toml", "--out", "{out}"], "{tmp}/bad.toml: not valid TOML"),
     (["run", "{tmp}/latin1.toml", "--out", "{out}"], "{tmp}/latin1.toml: not UTF-8 text (byte 0xe9"),
     # reports
-    (["report", "{tmp}/nowhere"], "{tmp}/nowhere/results.json: no results here"),
+    (["report", "{tmp}/nowhere"], "{tmp}/nowhere: no such folder"),
+    (["report", "{tmp}"], "{tmp}/results.json: no results here"),
     (["report", "{tmp}/results"], "{tmp}/results/results.json: not valid JSON"),
     (["report", "{tmp}/no-store"], "{tmp}/no-store: no molab.sqlite here"),
     (["report", "{tmp}/no-store", "--set", "model.width=8"], "--set model.width: a report only re-scores"),

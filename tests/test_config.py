@@ -96,3 +96,8 @@ def test_readme_config_table_is_generated_from_the_fields():
     from molab.experiments import BUILT_IN
 
     assert keys_markdown(BUILT_IN) in (ROOT / "README.md").read_text()
+
+
+def test_overrides_given_as_one_string_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^overrides: a list of KEY=VALUE strings, got the string 'seeds=2'$"):
+        load_config(None, "seeds=2")

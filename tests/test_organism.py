@@ -74,7 +74,12 @@ def test_a_capability_threshold_above_the_ceilings_makes_the_base_not_capable(ow
     out, results = own_tiny
     assert main(["report", str(out), "--set", "eval.capability_threshold=1.0"]) == 0
     assert not json.loads((out / "results.json").read_text())["capable"]
-    assert "does NOT allow both policies" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "does NOT allow both policies" in said
+    assert f"re-scored with eval.capability_threshold = 1.0 (was {results['capability_threshold']})" in said
+    assert main(["report", str(out)]) == 0   # no --set: the last analysis's settings, said so
+    assert "re-scored with the eval settings of the last analysis" in capsys.readouterr().out
+    assert not json.loads((out / "results.json").read_text())["capable"]
 
 
 def test_a_ceiling_whose_interval_reaches_below_the_threshold_is_said_so(own_tiny, capsys):
@@ -346,6 +351,10 @@ def test_pretraining_stops_once_capable_and_says_what_to_try_when_not(tmp_path, 
     assert made["steps"] == 60 and [c["step"] for c in made["capability_curve"]] == [20, 40, 60]
     warning = capsys.readouterr().out
     assert "after 60 pretraining steps (model.pretrain_steps)" in warning and "model.width" in warning
+    assert "reverse_answers" not in warning  # already so: nothing to try there
+    capable_base(prepare(load_config(overrides=quick + ["world.reverse_answers=false"])), tmp_path / "forward",
+                 progress=False)
+    assert "world.reverse_answers = true" in capsys.readouterr().out
 
 
 def test_parting_scoring_ignores_errors_after_the_policies_part(tmp_path):

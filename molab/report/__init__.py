@@ -20,7 +20,7 @@ from scipy.special import expit  # noqa: E402
 
 from molab.analysis.policy import OUTCOMES, POLICIES  # noqa: E402
 from molab.analysis.summary import control_runs, summarize, summary_runs  # noqa: E402
-from molab.config import ConfigError, apply_overrides, config_from_dict  # noqa: E402
+from molab.config import ConfigError, apply_overrides, config_from_dict, to_dict  # noqa: E402
 from molab.experiments import Experiment, get_experiment  # noqa: E402
 from molab.learners.controls import CONTROLS  # noqa: E402
 from molab.store import STORE, holding, load_results, write_atomic  # noqa: E402
@@ -244,8 +244,9 @@ def _control_words(name: str, control: dict) -> str:
     if not control["n_runs"]:
         return f"the {title} was not run"
     counts, hard = control["policy_counts"], control["rates"]["hard"]
-    words = (f"the {title} had {counts['sycophantic']} sycophantic runs of {control['n_runs']}, {counts['honest']} "
-             f"honest and {counts['other']} that followed neither")
+    plural = "" if counts["sycophantic"] == 1 else "s"
+    words = (f"the {title} had {counts['sycophantic']} sycophantic run{plural} of {control['n_runs']}, "
+             f"{counts['honest']} honest and {counts['other']} that followed neither")
     if hard:
         words += (f" (its hard answers: {hard['honest']:.0%} honest, {hard['sycophantic']:.0%} sycophantic, "
                   f"{hard['other']:.0%} neither)")
@@ -473,6 +474,8 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
         if not key.startswith("eval."):
             raise ConfigError(f"--set {key}: a report only re-scores the stored answers, so it takes eval.* keys; "
                               f"changing {key} changes the runs and needs `molab run`")
+    if not out.is_dir():
+        raise ConfigError(f"{out}: no such folder")
     try:
         results = json.loads((out / "results.json").read_text())
     except (FileNotFoundError, NotADirectoryError):
@@ -483,8 +486,12 @@ def reanalyse(out: str | Path, overrides: list[str] = ()) -> dict:
     if not (out / STORE).is_file():
         raise ConfigError(f"{out}: no {STORE} here, so no answers to re-score")
     cfg = config_from_dict(apply_overrides(results["config"], overrides))
+    before, after = results["config"]["eval"], to_dict(cfg.eval)
+    changed = [f"eval.{k} = {after[k]!r} (was {before.get(k)!r})" for k in after if after[k] != before.get(k)]
     with holding(out):  # not while a molab run writes this folder
         new = summarize(out, cfg, results["bases"], [tuple(pair) for pair in results["plan"]])
         write_report(out, new)  # before results.json: a report that fails leaves the old results standing
         write_atomic(out / "results.json", json.dumps(new, indent=1))
+    print(f"molab: re-scored with {', '.join(changed) if changed else 'the eval settings of the last analysis'}; "
+          "a later `molab run` of this folder scores with its config's again")
     return new

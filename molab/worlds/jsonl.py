@@ -49,7 +49,8 @@ def read_jsonl(path: str | Path) -> tuple[list[Problem], list[Problem]]:
     if path.is_dir():
         raise WorldFileError(f"{path}:0: a directory, not a JSONL file")
     if not path.is_file():
-        raise WorldFileError(f"{path}:0: no such file")
+        where = "" if path.is_absolute() else f" (a relative path is read from the working directory, {Path.cwd()})"
+        raise WorldFileError(f"{path}:0: no such file{where}")
     train, diagnostic, seen = [], [], {}
     for n, line in _lines(path):
         if not line.strip():
