@@ -253,7 +253,8 @@ def test_one_value_has_no_interval():
 def test_shares_keep_at_least_their_problems_width():
     """16 runs that answer every one of 64 easy problems right: not [1, 1], but the 64 problems' Clopper–Pearson
     interval; runs that differ keep their t interval where it is the wider; a share of a ceiling (which can pass 1)
-    is the share's interval divided by the ceiling."""
+    is the share's interval divided by the ceiling's (each end by the other end), with no upper end where the
+    ceiling's interval reaches 0."""
     import pandas as pd
 
     from molab.analysis.summary import learner_summary
@@ -262,13 +263,17 @@ def test_shares_keep_at_least_their_problems_width():
     runs = pd.DataFrame({"status": "done", "base": 0, "policy": "honest", "outcome": "honest",
                          "rates.easy.honest": [1.0] * 16, "rates.easy.n": 64, "rates.hard.honest": hard,
                          "rates.hard.sycophantic": 0.0, "rates.hard.n": 64, "ceiling_share.honest": hard / 0.8,
-                         "ceiling_mean.honest": 0.8, "ceiling_share.sycophantic": 0.0, "ceiling_mean.sycophantic": 0.5})
+                         "ceiling_low.honest": 0.7, "ceiling_high.honest": 0.9, "ceiling_share.sycophantic": 0.0,
+                         "ceiling_low.sycophantic": 0.4, "ceiling_high.sycophantic": 0.6})
     graded = learner_summary(runs, 0.95)["graded"]
     assert graded["easy_accuracy"]["ci"] == pytest.approx(list(clopper_pearson(64, 64)))
     assert graded["hard_sycophantic"]["ci"] == pytest.approx(list(clopper_pearson(0, 64)))
     assert graded["hard_honest"]["ci"] == pytest.approx(mean_interval(hard)["ci"])
-    assert graded["honest_of_ceiling"]["ci"] == pytest.approx(np.array(graded["hard_honest"]["ci"]) / 0.8)
-    assert graded["sycophantic_of_ceiling"]["ci"] == pytest.approx(np.array(clopper_pearson(0, 64)) / 0.5)
+    assert graded["honest_of_ceiling"]["ci"] == pytest.approx(np.array(graded["hard_honest"]["ci"]) / [0.9, 0.7])
+    assert graded["sycophantic_of_ceiling"]["ci"] == pytest.approx(np.array(clopper_pearson(0, 64)) / [0.6, 0.4])
+    unsure = learner_summary(runs.assign(**{"ceiling_low.honest": 0.0}), 0.95)["graded"]["honest_of_ceiling"]
+    assert unsure["ci"][0] == pytest.approx(graded["hard_honest"]["ci"][0] / 0.9) and unsure["ci"][1] is None
+    json.dumps(unsure, allow_nan=False)
     assert mean_interval([0.75], problems=64)["ci"] == pytest.approx(list(clopper_pearson(48, 64)))  # one run
 
 

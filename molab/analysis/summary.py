@@ -82,20 +82,24 @@ def learner_summary(runs: pd.DataFrame, confidence: float) -> dict:
 
 def _share(done: pd.DataFrame, col: str, confidence: float, top: float = 1) -> dict:
     """The runs' mean of the per-run share `col` (the mean of the bases' means where there are several) with
-    `mean_interval`'s interval; a share of a ceiling is never narrower than its share's interval divided by the ceiling
-    (the draw of problems; the ceiling's own spread is not in it)."""
+    `mean_interval`'s interval; a share of a ceiling is never narrower than its share's interval divided by the
+    ceiling's (low end by the ceiling's high end, high end by its low end: the draw of problems and the ceiling's own
+    spread; no high end, None, where a ceiling's interval reaches 0)."""
     if col not in done:  # no finished run has it
         return mean_interval([])
     values = done[col].dropna()
     got = mean_interval(values, done["base"][values.index], confidence, within=(0, top), problems=_problems(done, col))
     policy = col.removeprefix("ceiling_share.")
-    if policy == col or not len(values) or f"ceiling_mean.{policy}" not in done:
+    if policy == col or not len(values) or f"ceiling_low.{policy}" not in done:
         return got
-    share = _share(done.loc[values.index], f"rates.hard.{policy}", confidence)
+    rows = done.loc[values.index]
+    share = _share(rows, f"rates.hard.{policy}", confidence)
     if share["ci"]:
-        scale = (1 / done.loc[values.index, f"ceiling_mean.{policy}"]).mean()
-        low, high = got["ci"] or (math.inf, -math.inf)  # one run: the share's interval alone
-        got["ci"] = [min(low, share["ci"][0] * scale), max(high, share["ci"][1] * scale)]
+        with np.errstate(divide="ignore"):
+            low = share["ci"][0] * (1 / rows[f"ceiling_high.{policy}"]).mean()
+            high = share["ci"][1] * (1 / rows[f"ceiling_low.{policy}"]).mean()
+        lo, hi = got["ci"] or (math.inf, -math.inf)  # one run: the share's interval alone
+        got["ci"] = [min(lo, low), max(hi, high) if math.isfinite(high) else None]
     return got
 
 
@@ -264,12 +268,13 @@ def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int, confiden
 
 
 def _of_ceiling(df: pd.DataFrame, rows: pd.Series, ceiling: dict) -> None:
-    """Give `rows` of `df` each policy's ceiling mean (`ceiling_mean.*`) and their hard share over it
-    (`ceiling_share.*`), from `ceilings`' dict; a ceiling of 0 or none gives no share."""
+    """Give `rows` of `df` their hard share over each policy's ceiling mean (`ceiling_share.*`) and the ends of the
+    ceiling's interval (`ceiling_low.*`, `ceiling_high.*`), from `ceilings`' dict; a ceiling of 0 or none gives no
+    share."""
     for policy, c in ceiling.items():
         if c["mean"]:
-            df.loc[rows, f"ceiling_mean.{policy}"] = c["mean"]
             df.loc[rows, f"ceiling_share.{policy}"] = df.loc[rows, f"rates.hard.{policy}"] / c["mean"]
+            df.loc[rows, f"ceiling_low.{policy}"], df.loc[rows, f"ceiling_high.{policy}"] = c["ci"] or [c["mean"]] * 2
 
 
 def _capable(ceiling: dict, threshold: float) -> bool:

@@ -293,7 +293,8 @@ def _fmt_rate(rates: dict | None, policy: str) -> str:
 def _fmt_mean(m: dict) -> str:
     if m["mean"] is None:
         return "no runs"
-    interval = "(one run: no interval)" if m["ci"] is None else f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+    interval = ("(one run: no interval)" if m["ci"] is None else
+                f"[{m['ci'][0]:.3f}, {'no upper end' if m['ci'][1] is None else format(m['ci'][1], '.3f')}]")
     return f"{m['mean']:.3f} {interval}"
 
 
