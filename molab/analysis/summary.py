@@ -259,11 +259,10 @@ def ceilings(df: pd.DataFrame, ceiling_ids: dict[str, str], seeds: int, confiden
     for policy, cid in ceiling_ids.items():
         runs = summary_runs(df, [cid], [(None, s) for s in range(seeds)])
         done = runs[(runs["status"] == "done") & (runs["learner"] == learner)]
+        share = _share(done, f"rates.hard.{policy}", confidence)
         values = done.get(f"rates.hard.{policy}", pd.Series(dtype=float))
-        out[policy] = {"mean": float(values.mean()) if len(values) else None,
-                       "ci": _share(done, f"rates.hard.{policy}", confidence)["ci"], "n": len(values),
-                       "low": float(values.min()) if len(values) else None,
-                       "high": float(values.max()) if len(values) else None}
+        out[policy] = share | {"low": float(values.min()) if share["n"] else None,
+                               "high": float(values.max()) if share["n"] else None}
     return out
 
 
