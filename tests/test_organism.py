@@ -122,6 +122,9 @@ def test_a_results_json_from_before_or_beyond_reads_clearly(own_tiny):
     for c in old["bases"][0]["ceilings"].values():
         del c["ci"]
     write_report(out, old)
+    report = (out / "report.html").read_text()
+    for c in old["bases"][0]["ceilings"].values():  # the mean and its runs, no interval to show
+        assert f"<td>{c['mean']:.3f} ({c['n']} runs, " in report
     beyond = old | {"config": old["config"] | {"eval": old["config"]["eval"] | {"new_knob": 1}}}
     (out / "results.json").write_text(json.dumps(beyond))
     with pytest.raises(ConfigError, match=r"results\.json: no eval settings molab can read .*eval\.new_knob"):
