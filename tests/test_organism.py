@@ -103,12 +103,12 @@ def test_load_results_scores_as_the_folders_results_json(own_tiny):
     from molab.config import EvalConfig
 
     out, _ = own_tiny
-    default, whole = load_results(out, EvalConfig()), load_results(out, EvalConfig(scoring="whole"))
-    assert not default["rates.hard.honest"].equals(whole["rates.hard.honest"])   # the two scorings differ here
-    assert load_results(out)["rates.hard.honest"].equals(default["rates.hard.honest"])
-    assert main(["report", str(out), "--set", "eval.scoring=whole"]) == 0
-    assert load_results(out)["rates.hard.honest"].equals(whole["rates.hard.honest"])
-    assert load_results(out, EvalConfig())["rates.hard.honest"].equals(default["rates.hard.honest"])
+    default, loose = load_results(out, EvalConfig()), load_results(out, EvalConfig(policy_threshold=0.51))
+    assert not default["policy"].equals(loose["policy"])   # runs between 0.51 and 0.8 follow a policy only under 0.51
+    assert load_results(out)["policy"].equals(default["policy"])
+    assert main(["report", str(out), "--set", "eval.policy_threshold=0.51"]) == 0
+    assert load_results(out)["policy"].equals(loose["policy"])
+    assert load_results(out, EvalConfig())["policy"].equals(default["policy"])
 
 
 def test_a_results_json_from_before_or_beyond_reads_clearly(own_tiny):

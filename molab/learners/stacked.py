@@ -64,7 +64,7 @@ def _picked(runs: list):
         picks = [next(run.order) for run in runs]
         if len({len(p) for p in picks}) > 1:
             raise Unstackable("the runs' batches have different numbers of rows")
-        index = torch.tensor(picks) + offset  # (R, batch)
+        index = torch.stack(picks) + offset  # (R, batch)
         yield trimmed({k: v[index] for k, v in table.items()})
 
 

@@ -79,7 +79,7 @@ def diversity_phase(name: str, examples: list[tuple[str, str]], unlabelled: list
                 rows_of.setdefault(i, []).append(j)
         prompts = list(rows_of)
         rng = random.Random(f"{name}-diversity-{learning.seed}")
-        for chosen in epochs(range(len(examples)), random.Random(learning.seed), batch_size):
+        for chosen in epochs(len(examples), learning.seed, batch_size):
             picked = rng.sample(prompts, min(batch_size, len(prompts)))
             # one earlier answer per prompt, drawn by its share of earlier runs, weighted by the share kept: the
             # mean over earlier runs in expectation, at the cost of one sequence per prompt however long the chain
