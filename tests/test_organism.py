@@ -297,6 +297,39 @@ def test_shares_cover_the_draw_of_problems():
     assert with_problems / 300 >= 0.93 and alone / 300 <= 0.6, (with_problems, alone)
 
 
+
+def test_a_share_of_the_ceiling_covers_the_ceilings_spread_too():
+    """Runs and ceiling runs answer the same 256 problems (problems differ by 2 in log odds, runs by 1; 16 runs
+    and 4 ceiling runs): the 95% interval of the runs' share of their ceiling covers the ratio of the two means in
+    about all experiments (measured 0.995); the runs' share interval divided by the ceiling's mean alone, as if the
+    ceiling were known, in 82%."""
+    import math
+
+    import pandas as pd
+
+    from molab.analysis.summary import _share
+
+    rng = np.random.default_rng(0)
+    big = rng.normal(0, 1, 400_000) + rng.normal(0, 2, 400_000)
+    truth = expit(big).mean() / expit(2 + big).mean()
+
+    def runs(mean, n, problems):
+        answers = rng.random((n, 256)) < expit(mean + rng.normal(0, 1, (n, 1)) + problems)
+        return pd.DataFrame({"rates.hard.honest": answers.mean(1), "rates.hard.n": 256, "base": 0})
+
+    share = known = 0
+    for _ in range(200):
+        problems = rng.normal(0, 2, 256)
+        ceiling = _share(runs(2, 4, problems), "rates.hard.honest", 0.95)
+        df = runs(0, 16, problems)
+        df["ceiling_share.honest"] = df["rates.hard.honest"] / ceiling["mean"]
+        df["ceiling_low.honest"], df["ceiling_high.honest"] = ceiling["ci"]
+        lo, hi = _share(df, "ceiling_share.honest", 0.95, math.inf)["ci"]
+        share += lo <= truth <= (math.inf if hi is None else hi)
+        lo, hi = _share(df, "rates.hard.honest", 0.95)["ci"]
+        known += lo / ceiling["mean"] <= truth <= hi / ceiling["mean"]
+    assert share / 200 >= 0.95 and known / 200 <= 0.9, (share, known)
+
 def test_rates_weigh_each_base_once_as_the_graded_shares_do():
     import pandas as pd
 
