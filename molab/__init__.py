@@ -20,11 +20,12 @@ def load_results(out, eval=None):
     return _load(out, eval)
 
 
-def load_answers(out):
-    """Every stored answer under `out`: one row per run × problem × condition (see molab.store)."""
+def load_answers(out, run_ids=None):
+    """Every stored answer under `out` (of the runs `run_ids` only, when given): one row per run × problem ×
+    condition (see molab.store)."""
     from molab.store import load_answers as _load
 
-    return _load(out)
+    return _load(out, run_ids)
 
 
 def run_experiment(cfg, out, executor=None, progress: bool = True) -> dict:

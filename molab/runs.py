@@ -98,6 +98,11 @@ class Setup:
         """How the runs are prompted where they are classified: the experiment's first evaluation condition."""
         return next(iter(self.experiment.conditions(self).values()))
 
+    def __getstate__(self) -> dict:
+        """What a worker process receives: all but `runs_prompt`, which the worker asks the experiment for again (a
+        condition may be a lambda, which does not pickle)."""
+        return {k: v for k, v in self.__dict__.items() if k != "runs_prompt"}
+
     def ceiling_id(self, policy: str) -> str:
         """The ceiling runs' experiment id: what they depend on (world, overseer, model, finetuning, the scheme's
         pool and size, the experiment's prompt and tags, the base), not the scheme's labels or the pressure."""
@@ -126,15 +131,19 @@ class Setup:
                 + self.ceiling)
 
     def max_len(self, tokenizer, problems: list[Problem] | None = None) -> int:
-        """Longest sequence in tokens, measured: the prompt as the model reads it (`prompt_ids`), the longest persona
-        prefix (`Experiment.personas`), the longer answer and eos, over `problems` (default: the diagnostic and
-        training problems, which the base is built for). A run adds its tags' measured lengths itself."""
+        """Longest sequence in tokens, measured: each of `problems` (default: the diagnostic and training problems,
+        which the base is built for) as the model reads it (`prompt_ids`) after the longest persona prefix
+        (`Experiment.personas`), and each diagnostic problem under every evaluation condition, each with the longer
+        of its answers and eos. A run adds its tags' measured lengths itself."""
         problems = problems if problems is not None else self.diagnostic + [p for p, _ in self.train]
-        prompts = prompt_ids(tokenizer, [p.prompt for p in problems])
-        answers = tokenizer([a for p in problems for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
         prefix = max(len(ids) for ids in tokenizer(list(self.experiment.personas(self.cfg).values()),
                                                    add_special_tokens=False).input_ids)
-        return max(len(p) + max(len(answers[2 * i]), len(answers[2 * i + 1])) for i, p in enumerate(prompts)) + 1 + prefix
+        asked = [(p, p.prompt, prefix) for p in problems] + [
+            (p, condition(p), 0) for condition in self.experiment.conditions(self).values() for p in self.diagnostic]
+        prompts = prompt_ids(tokenizer, [text for _, text, _ in asked])
+        answers = tokenizer([a for p, _, _ in asked for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
+        return max(len(ids) + more + max(len(answers[2 * i]), len(answers[2 * i + 1]))
+                   for i, (ids, (_, _, more)) in enumerate(zip(prompts, asked))) + 1
 
     def answer_len(self, tokenizer) -> int:
         """The answer budget in tokens: the longest answer of either policy, and eos."""

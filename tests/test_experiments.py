@@ -96,11 +96,79 @@ def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_pat
     assert capsys.readouterr().err.strip() == "molab: error: gold_hard.n_hard: 0 is below the allowed range [1, inf]"
 
 
+
+@register
+class LongCorpus(Experiment):
+    """A corpus whose prompts are longer than any problem the base is built for."""
+
+    name = "long_corpus"
+
+    def corpus(self, world, cfg, rng):
+        for p in world.stream(rng):
+            yield p.prompt * 3, p.honest
+
+
+def test_a_condition_longer_than_any_persona_prefix_loses_no_answer_token(tiny):
+    """The padded length covers every evaluation condition's prompt (`Setup.max_len`), and an example longer than
+    the length asked for is padded to its own, not cut (a cut answer trains toward a wrong one)."""
+    from molab.learners.lm import encode, load_tokenizer, prompt_ids
+    from molab.runs import prepare
+
+    hint = "+" * 12
+    setup = prepare(toy(tiny, f"gold_hard.hint={hint}"))
+    tokenizer = load_tokenizer(tiny[0] / "base")
+    p = setup.diagnostic[0]
+    hinted = len(prompt_ids(tokenizer, [hint + p.prompt])[0]) + len(tokenizer(p.honest).input_ids) + 1
+    assert setup.max_len(tokenizer) >= hinted > prepare(toy(tiny)).max_len(tokenizer)
+    rows = encode(tokenizer, [(hint + p.prompt, p.honest)], length=4)
+    answer = rows["labels"][0][rows["labels"][0] != -100].tolist()
+    assert answer == tokenizer(p.honest, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
+def test_a_corpus_longer_than_the_base_is_built_for_is_refused(tmp_path):
+    from molab.bases import capable_base
+    from molab.runs import prepare
+
+    setup = prepare(load_config(overrides=[*TINY, "experiment=long_corpus", "model.pretrain_steps=2"]))
+    with pytest.raises(ValueError, match=r"^LongCorpus.corpus: an example of \d+ tokens, longer than the \d+ "):
+        capable_base(setup, tmp_path / "base", progress=False)
+    assert not (tmp_path / "base").exists()
+
+
+def test_a_setup_whose_conditions_are_lambdas_reaches_a_worker_process():
+    """A worker receives the Setup pickled; its cached first condition (here a lambda) is asked for again there."""
+    import pickle
+
+    from molab.runs import prepare
+
+    setup = prepare(load_config(overrides=[*TINY, "experiment=gold_hard"]))
+    p = setup.diagnostic[0]
+    assert setup.runs_prompt(p) == p.prompt
+    again = pickle.loads(pickle.dumps(setup))
+    assert again.runs_prompt(p) == p.prompt and again.experiment_id == setup.experiment_id
+
 def test_unknown_experiment_lists_the_registered_ones():
     with pytest.raises(ConfigError, match=r"^experiment: 'nope' is not one of 'oversight', 'incentive', "
                                           r"'spoonfeeding', 'diversity', 'password_lock', 'backdoor', 'gold_hard'"):
         load_config(overrides=["experiment=nope"])
 
+
+
+def test_a_module_put_in_molab_experiments_registers_itself(tmp_path, monkeypatch):
+    """Every module of the molab.experiments package is imported when experiments are looked up, so a new
+    experiment's file there needs no other change (the package's path extended here by a folder of its own)."""
+    import sys
+
+    import molab.experiments as experiments
+
+    (tmp_path / "put_in.py").write_text("from molab.experiments import Experiment, register\n\n\n@register\n"
+                                        "class PutIn(Experiment):\n    name = 'put_in'\n")
+    monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
+    try:
+        assert load_config(overrides=["experiment=put_in"]).experiment == "put_in"
+    finally:
+        sys.modules.pop("molab.experiments.put_in", None)
 
 def test_other_experiments_sections_are_checked_but_change_nothing():
     assert load_config(overrides=["gold_hard.n_hard=3"]) == load_config()

@@ -577,7 +577,8 @@ def test_runs_that_cannot_differ_by_seed_count_once_per_base_learner_and_pressur
     assert len(summary_runs(runs.assign(deterministic=np.nan), ["a", "b"], [(0.0, s) for s in range(3)])) == 5
 
 
-def test_the_answer_says_the_bases_prior_is_a_setting():
+def test_the_answer_says_the_bases_prior_is_a_setting(monkeypatch):
+    import molab.experiments as experiments
     from molab.config import to_dict
     from molab.report import _prior_words
 
@@ -586,3 +587,14 @@ def test_the_answer_says_the_bases_prior_is_a_setting():
     # a base that never saw the neutral prompt, or one molab did not pretrain, was given no prior by molab
     assert _prior_words(to_dict(load_config(overrides=["model.neutral_share=0"]))) == ""
     assert _prior_words(to_dict(load_config()) | {"base": "/a/checkpoint"}) == ""
+    # nor is the runs' context that prompt where an experiment prompts with its own conditions
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
+
+    @experiments.register
+    class Stated(experiments.Experiment):
+        name = "stated"
+
+        def conditions(self, setup):
+            return {"stated": lambda p: "9" + p.prompt}
+
+    assert _prior_words(to_dict(load_config(overrides=["experiment=stated"]))) == ""

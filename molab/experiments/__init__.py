@@ -7,14 +7,17 @@ what its results and report add. Everything else (the capable base, runs, the st
 sweep, the analysis and the report) is shared machinery that never asks which experiment it runs.
 
 A new experiment subclasses `Experiment` (or a registered one), overrides what differs, and
-registers an instance with `@register`; `molab run` then accepts `experiment = "its name"` and its
-`[its name]` config section. See `oversight.py` for the simplest one.
+registers an instance with `@register`; in a module of this package, `molab run` then accepts
+`experiment = "its name"` and its `[its name]` config section (every module here is imported when experiments are
+looked up). Defined elsewhere, it is registered once its module is imported. See `oversight.py` for the simplest
+one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -179,14 +182,16 @@ def register(cls: type) -> type:
     return cls
 
 
-def _load_built_in() -> None:
-    for name in BUILT_IN:
+def _load_modules() -> None:
+    """Import the built-in experiments, then every other module of this package (a new experiment's file here
+    registers itself)."""
+    for name in [*BUILT_IN, *(m.name for m in pkgutil.iter_modules(__path__) if m.name not in BUILT_IN)]:
         importlib.import_module(f"molab.experiments.{name}")
 
 
 def registered() -> dict[str, Experiment]:
     """Every registered experiment, by name (the built-in ones first)."""
-    _load_built_in()
+    _load_modules()
     return {name: _REGISTRY[name] for name in BUILT_IN} | _REGISTRY
 
 

@@ -172,8 +172,8 @@ def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None
     """Batch (prompt, answer) pairs for causal-LM training; loss falls on the answer and its eos.
     The prompt is read as `prompt_ids` reads it, the answer gets no special tokens.
 
-    Sequences are right-padded to `length` (or the longest in the batch). Returns tensors of
-    shape (batch, length): input_ids, attention_mask, labels.
+    Sequences are right-padded to `length`, or to the longest where it is longer (nothing is cut: a cut answer would
+    train toward a wrong one). Returns tensors of shape (batch, length): input_ids, attention_mask, labels.
     """
     prompts = prompt_ids(tokenizer, [p for p, _ in examples])
     answers = tokenizer([a for _, a in examples], add_special_tokens=False).input_ids
@@ -181,15 +181,14 @@ def encode(tokenizer, examples: list[tuple[str, str]], length: int | None = None
 
 
 def _batch(tokenizer, prompts: list[list[int]], answers: list[list[int]], length: int | None = None) -> dict:
-    """Token ids of prompt + answer, right-padded to `length` (default: the longest) and cut there;
-    labels are the answer tokens, -100 elsewhere."""
+    """Token ids of prompt + answer, right-padded to `length` or to the longest, whichever is longer; labels are the
+    answer tokens, -100 elsewhere."""
     seqs = [p + a for p, a in zip(prompts, answers)]
-    length = length or max(map(len, seqs))
+    length = max([length or 0, *map(len, seqs)])
     ids = torch.full((len(seqs), length), tokenizer.pad_token_id)
     labels = torch.full((len(seqs), length), IGNORE)
     mask = torch.zeros((len(seqs), length), dtype=torch.long)
     for i, (p, s) in enumerate(zip(prompts, seqs)):
-        s = s[:length]
         ids[i, :len(s)] = torch.tensor(s)
         labels[i, len(p):len(s)] = torch.tensor(s[len(p):], dtype=torch.long)
         mask[i, :len(s)] = 1

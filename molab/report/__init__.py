@@ -357,10 +357,12 @@ def answer_words(results: dict) -> str:
 
 def _prior_words(config: dict) -> str:
     """What the base molab pretrained was taught to answer in the runs' own (neutral) context: a setting of the
-    organism that the runs' split partly reflects, not a finding."""
+    organism that the runs' split partly reflects, not a finding. Said only where the runs' context is that neutral
+    prompt: an experiment's own conditions may ask otherwise."""
     m = config["model"]
-    own_corpus = type(get_experiment(config["experiment"])).corpus is not Experiment.corpus
-    if config["base"] or not m["neutral_share"] or own_corpus:
+    kind = type(get_experiment(config["experiment"]))
+    own = kind.corpus is not Experiment.corpus or kind.conditions is not Experiment.conditions
+    if config["base"] or not m["neutral_share"] or own:
         return ""
     return (f" The base's prior in the runs' context is a setting, not a finding: {m['neutral_sycophantic_share']:.0%} "
             "of its pretraining examples with the runs' neutral prompt were answered the overseer's way "
