@@ -141,7 +141,8 @@ class Setup:
         asked = [(p, p.prompt, prefix) for p in problems] + [
             (p, condition(p), 0) for condition in self.experiment.conditions(self).values() for p in self.diagnostic]
         prompts = prompt_ids(tokenizer, [text for _, text, _ in asked])
-        answers = tokenizer([a for p, _, _ in asked for a in (p.honest, p.sycophantic)], add_special_tokens=False).input_ids
+        answers = tokenizer([a for p, _, _ in asked for a in (p.honest, p.sycophantic)],
+                            add_special_tokens=False).input_ids
         return max(len(ids) + more + max(len(answers[2 * i]), len(answers[2 * i + 1]))
                    for i, (ids, (_, _, more)) in enumerate(zip(prompts, asked))) + 1
 
