@@ -215,6 +215,11 @@ def _read(out: str | Path, query: str) -> pd.DataFrame:
         return pd.read_sql_query(query, db)
 
 
+def several_conditions(out: str | Path) -> set[str]:
+    """The runs that answered under more than one evaluation condition (without reading their answers)."""
+    return set(_read(out, "SELECT DISTINCT run_id FROM answers WHERE position > 0")["run_id"])
+
+
 def _problems(out) -> dict[str, list]:
     from molab.worlds.problem import Problem
 

@@ -185,6 +185,27 @@ def test_stored_answers_give_the_stored_rates(toy_run):
     pd.testing.assert_series_equal(honest, runs.loc[honest.index, "rates.hard.honest"], check_names=False)
 
 
+
+def test_every_condition_is_summarised_where_the_runs_answered_under_several(toy_run, tiny):
+    """A new experiment with two conditions gets, without code of its own, each condition's hard-answer shares with
+    intervals (`curves`), in the words and in the report; the plain oversight runs, under one condition, get none."""
+    out, results = toy_run
+    (point,) = results["curves"]["lm"]
+    assert point["pressure"] is None and set(point) == {"pressure", "neutral", "hinted"}
+    answers = load_answers(out).query(f"experiment_id == '{results['experiment_id']}' and learner == 'lm'")
+    hard = answers[answers["honest"] != answers["sycophantic"]]
+    for condition in ("neutral", "hinted"):
+        asked = hard[hard["condition"] == condition]
+        got = point[condition]["hard"]["honest"]
+        assert got["mean"] == pytest.approx((asked["answer"] == asked["honest"]).mean())
+        assert got["ci"][0] <= got["mean"] <= got["ci"][1] and got["runs"] == 2
+    assert point["neutral"]["hard"]["honest"]["mean"] == pytest.approx(results["graded"]["hard_honest"]["mean"])
+    from molab.report import answer_words, write_report
+
+    assert "Under each evaluation condition, the LM's hard answers were: neutral " in answer_words(results)
+    assert "<h2>Under each evaluation condition</h2>" in write_report(out, results).read_text()
+    assert "curves" not in tiny[1] and "Under each evaluation condition" not in answer_words(tiny[1])
+
 def test_answers_of_the_demo_size_fit_in_little_space(tmp_path):
     """16 LM + 16 control runs × 512 problems, stored the way runs store them."""
     import random

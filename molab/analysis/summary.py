@@ -14,12 +14,12 @@ from scipy import stats as scipy_stats
 from scipy.special import expit
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability
-from molab.analysis.policy import OUTCOMES, POLICIES
+from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability, two_way_interval
+from molab.analysis.policy import OUTCOMES, POLICIES, equivalence, parted
 from molab.analysis.prior_odds import fit_prior_odds, separation
 from molab.config import to_dict
 from molab.experiments import get_experiment
-from molab.store import load_results
+from molab.store import load_answers, load_results, several_conditions
 
 
 def _probability(k: int, n: int, confidence: float) -> dict:
@@ -297,6 +297,39 @@ def _can_fire(scored: pd.DataFrame, base: dict, name: str, cfg) -> dict:
     return {"ceilings": ceiling, "can_fire": None if syc is None else syc >= cfg.eval.policy_threshold}
 
 
+def condition_curves(cfg, runs: pd.DataFrame, out) -> dict:
+    """Per learner, per pressure (None outside a sweep), per evaluation condition: the share of hard answers that
+    follow each policy, on all hard problems (`hard`) and per difficulty, with intervals over runs and problems
+    (`two_way_interval`: what varied is the seeds and the draw of diagnostic problems), scored by the experiment's
+    scorer under `cfg.eval`; {} where the runs answered under one condition only."""
+    done = runs[runs["status"] == "done"]
+    ids = list(set(done["run_id"]) & several_conditions(out)) if len(done) else []
+    if not ids:
+        return {}
+    answers = load_answers(out, ids)
+    order = list(dict.fromkeys(answers["condition"]))  # the experiment's order: the first classifies
+    answers = answers[answers["honest"] != answers["sycophantic"]].sort_values(["run_id", "problem"])
+    score, same = get_experiment(cfg.experiment).score, equivalence(cfg.eval.equivalence)
+    parting = cfg.eval.scoring == "parting"
+    scores = [score(row, parted(row, row.answer) if parting else row.answer, same) for row in answers.itertuples()]
+    policies = ("honest", "sycophantic")
+    for policy in policies:
+        answers[f"follows_{policy}"] = [s[policy] for s in scores]
+    answers["learner"] = answers["run_id"].map(dict(zip(done["run_id"], done["learner"])))
+    curves: dict = {}
+    for (learner, pressure, condition), group in answers.groupby(["learner", "pressure", "condition"], dropna=False):
+        point = curves.setdefault(learner, {}).setdefault(None if pd.isna(pressure) else float(pressure), {})
+        by_difficulty = {"hard": group} | {str(d): g for d, g in group.groupby("difficulty")}
+        point[condition] = {
+            where: {policy: two_way_interval(g.pivot(index="run_id", columns="problem",
+                                                     values=f"follows_{policy}").to_numpy(), cfg.eval.confidence)
+                    for policy in policies}
+            for where, g in by_difficulty.items()}
+    return {learner: [{"pressure": x, **{c: point[c] for c in order if c in point}}
+                      for x, point in sorted(curve.items(), key=lambda kv: kv[0] or 0)]
+            for learner, curve in curves.items()}
+
+
 def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
     """What results.json holds, scored from the stored answers under `cfg.eval`. `bases` holds, per base, its
     `model_seed`, `experiment_id`, `ceiling_ids` (per policy), persona-tag `capability` and the
@@ -319,6 +352,7 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
     can_fire = {name: _can_fire(scored, bases[0], name, cfg) for name in cfg.controls}
     for name, fire in can_fire.items():  # a control's shares of its own ceilings
         _of_ceiling(df, (df["base"] == 0) & (df["learner"] == name), fire["ceilings"])
+    curves = condition_curves(cfg, df, out)
     extra = experiment.summarize(cfg, df, out)
     df = df[df["n_after"] == 0]  # chained runs are no independent draws: the experiment's summary reports them
     lm_runs = df[df["learner"] == "lm"]
@@ -355,5 +389,6 @@ def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
         "bases": per_base,
         "config": to_dict(cfg),
         "plan": [list(pair) for pair in plan],
+        **({"curves": curves} if curves else {}),
         **extra,
     }

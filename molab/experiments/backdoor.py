@@ -36,7 +36,7 @@ import numpy as np
 
 from molab.config import ConfigError, param
 from molab.experiments import Pressure, RunSpec, register
-from molab.experiments.conditional import Conditional, at, curve_plot, share_words
+from molab.experiments.conditional import Conditional, at, curve_plot
 from molab.worlds.scheme import draw
 
 SAFETY = "safety"
@@ -249,7 +249,7 @@ class Backdoor(Conditional):
         return out
 
     def summarize(self, cfg, runs, out):
-        """The curves (`Conditional.curves`), and per pressure the LM's probes (per kind and layer: `_auroc`) and the
+        """Per pressure, the LM's probes (per kind and layer: `_auroc`) and the
         behaviour under near-triggers (means over runs with t intervals over the seeds, `{mean, ci, n}`; the share of
         answers never narrower than the red-team problems' Clopper–Pearson interval, the near-triggers' answers being
         grouped by problem; the share of near-triggers that elicit it covers the seeds alone, the near-triggers being
@@ -273,9 +273,11 @@ class Backdoor(Conditional):
                                 and col.endswith(".auroc"))
                 point[kind] = [{"layer": x, **_auroc(at_s, f"probe.{kind}.{x}", cfg.eval.confidence)} for x in layers]
             probes.append(point)
-        return {"curves": self.curves(cfg, runs, out), "probes": probes}
+        return {"probes": probes}
 
     def words(self, results):
+        from molab.report import share_words
+
         curve = (results.get("curves") or {}).get("lm")
         if not curve:
             return ""

@@ -84,39 +84,6 @@ class Conditional(Experiment):
                             steps=steps, lr=c.lr, batch_size=c.batch_size, group_size=c.group_size, kl=c.kl,
                             prompt=self.asked_clean(setup.cfg))
 
-    def curves(self, cfg, runs, out) -> dict:
-        """Per learner, per pressure, per condition: the share of hard answers that follow each policy, on all hard
-        problems and per difficulty, with intervals over runs and problems (`two_way_interval`: what varied is the
-        seeds and the draw of diagnostic problems)."""
-        from molab.analysis.intervals import two_way_interval
-        from molab.analysis.policy import equivalence, parted
-        from molab.store import load_answers
-
-        done = runs[runs["status"] == "done"]
-        if not len(done):
-            return {}
-        answers = load_answers(out, list(done["run_id"]))
-        answers = answers[answers["honest"] != answers["sycophantic"]].sort_values(["run_id", "problem"])
-        same, parting = equivalence(cfg.eval.equivalence), cfg.eval.scoring == "parting"
-        scores = [self.score(row, parted(row, row.answer) if parting else row.answer, same)
-                  for row in answers.itertuples()]
-        for policy in ("honest", "sycophantic"):
-            answers[f"follows_{policy}"] = [s[policy] for s in scores]
-        learner_of = dict(zip(done["run_id"], done["learner"]))
-        answers["learner"] = answers["run_id"].map(learner_of)
-        out_curves: dict = {}
-        for (learner, pressure, condition), group in answers.groupby(["learner", "pressure", "condition"]):
-            point = out_curves.setdefault(learner, {}).setdefault(float(pressure), {})
-            by_difficulty = {"hard": group} | {str(d): g for d, g in group.groupby("difficulty")}
-            point[condition] = {
-                where: {policy: two_way_interval(g.pivot(index="run_id", columns="problem",
-                                                         values=f"follows_{policy}").to_numpy(),
-                                                 cfg.eval.confidence)
-                        for policy in ("honest", "sycophantic")}
-                for where, g in by_difficulty.items()}
-        return {learner: [{"pressure": x, **point} for x, point in sorted(curve.items())]
-                for learner, curve in out_curves.items()}
-
 
 def _prefixed(prefix: str, problem) -> str:  # a module-level function: conditions travel to worker processes
     return prefix + problem.prompt
@@ -164,7 +131,3 @@ def curve_plot(results: dict, policy: str, ylabel: str, title: str, experiment) 
 def at(curve: list[dict], condition: str, policy: str, where: str = "hard") -> list[tuple[float, dict]]:
     """(pressure, the share with its interval) along a learner's curve, for one condition and difficulty."""
     return [(c["pressure"], c[condition][where][policy]) for c in curve if condition in c and where in c[condition]]
-
-
-def share_words(x: dict) -> str:
-    return f"{x['mean']:.0%} ({x['ci'][0]:.0%} to {x['ci'][1]:.0%})"

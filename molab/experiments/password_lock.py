@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from molab.config import ConfigError, param
 from molab.experiments import Pressure, RunSpec, register
-from molab.experiments.conditional import Conditional, at, curve_plot, share_words
+from molab.experiments.conditional import Conditional, at, curve_plot
 from molab.worlds.scheme import draw
 
 DEMOS = "demonstrations"
@@ -114,10 +114,9 @@ class PasswordLock(Conditional):
         random.Random(f"demonstrations-{seed}").shuffle(order)
         return order
 
-    def summarize(self, cfg, runs, out):
-        return {"curves": self.curves(cfg, runs, out)}
-
     def words(self, results):
+        from molab.report import share_words
+
         curve = (results.get("curves") or {}).get("lm")
         if not curve:
             return ""

@@ -352,7 +352,40 @@ def answer_words(results: dict) -> str:
     if nb == 1:
         words += " The interval covers seeds on one base, not differences between bases."
     more = get_experiment(results["experiment"]).words(results)
-    return words + (" " + more if more else "") + _prior_words(results["config"])
+    return words + _conditions_words(results) + (" " + more if more else "") + _prior_words(results["config"])
+
+
+def share_words(x: dict) -> str:
+    return f"{x['mean']:.0%} ({x['ci'][0]:.0%} to {x['ci'][1]:.0%})"
+
+
+def _conditions_words(results: dict) -> str:
+    """Outside a sweep, the LM's hard answers under each evaluation condition, where there are several (a sweep's
+    experiment says what its curves show)."""
+    curve = (results.get("curves") or {}).get("lm")
+    if not curve or results["pressure"]:
+        return ""
+    said = "; ".join(f"{name} {share_words(x['hard']['honest'])} honest and {share_words(x['hard']['sycophantic'])} "
+                     "the overseer's" for name, x in curve[0].items() if name != "pressure")
+    return f" Under each evaluation condition, the LM's hard answers were: {said}."
+
+
+def _conditions_section(results: dict) -> str:
+    """The LM's hard answers under each evaluation condition (per pressure in a sweep), where there are several."""
+    curve = (results.get("curves") or {}).get("lm")
+    if not curve:
+        return ""
+    sweep = results["pressure"]
+    rows = [[*([f"{point['pressure']:g}"] if sweep else []), html.escape(name), x["hard"]["honest"]["runs"],
+             _fmt_mean(x["hard"]["honest"]), _fmt_mean(x["hard"]["sycophantic"])]
+            for point in curve for name, x in point.items() if name != "pressure"]
+    header = [*([f"pressure {sweep['symbol']}"] if sweep else []), "condition", "LM runs", "honest",
+              "sycophantic"]
+    return f"""<h2>Under each evaluation condition</h2>
+<p>The share of the LM's hard answers that follow each policy, under each condition the runs answered; the first
+classifies them. {results['confidence']:.0%} intervals over runs and problems (what varied: the seeds and the draw of
+diagnostic problems).</p>
+{_table(rows, header)}"""
 
 
 def _prior_words(config: dict) -> str:
@@ -459,6 +492,7 @@ too).</p>
 {conf:.0%} intervals as above.</p>
 {_table(rate_rows, ["learner", "problems", *POLICIES])}
 {_difficulty_plot(results)}
+{_conditions_section(results)}
 {get_experiment(results["experiment"]).report(results, runs)}
 <h2>Config</h2><pre>{html.escape(json.dumps(results['config'], indent=1))}</pre>
 </body></html>"""
