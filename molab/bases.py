@@ -59,15 +59,8 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
     max_len = setup.max_len(tokenizer)
     corpus = setup.experiment.corpus(setup.world, cfg, random.Random(f"pretrain-{m.seed}"))
 
-    def batches():
-        while True:
-            batch = encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len)
-            if batch["input_ids"].shape[1] > max_len:
-                raise ValueError(f"{type(setup.experiment).__name__}.corpus: an example of "
-                                 f"{batch['input_ids'].shape[1]} tokens, longer than the {max_len} the base is built "
-                                 "for (Setup.max_len: the problems after the longest persona prefix, and under each "
-                                 "evaluation condition)")
-            yield batch
+    # padded to max_len, or to a longer example's own length (never cut): positions past max_len still work
+    batches = (encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len) for _ in iter(int, 1))
 
     def capable_yet(step: int) -> bool:
         curve.append({"step": step} | persona_check(setup, model, tokenizer))
@@ -77,7 +70,7 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
     # a base molab pretrains has a character vocabulary, nothing to save by projecting only the answers, and compiled
     # pretraining wants shapes that do not change from batch to batch; a given checkpoint's vocabulary is large
     objective = sft if cfg.base else sft_every_position
-    losses = train(model, batches(), objective, steps=m.pretrain_steps, lr=lr, weight_decay=weight_decay,
+    losses = train(model, batches, objective, steps=m.pretrain_steps, lr=lr, weight_decay=weight_decay,
                    desc=f"{what} base ({n_params(model) / 1e6:.2f}M params)", progress=progress,
                    compile=compile, stop=capable_yet, every=m.check_every)
     seconds = time.time() - start

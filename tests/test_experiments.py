@@ -97,21 +97,9 @@ def test_the_cli_runs_a_new_experiment_from_its_own_config_section(tiny, tmp_pat
 
 
 
-@register
-class LongCorpus(Experiment):
-    """A corpus whose prompts are longer than any problem the base is built for."""
-
-    name = "long_corpus"
-
-    def corpus(self, world, cfg, rng):
-        for p in world.stream(rng):
-            yield p.prompt * 3, p.honest
-
-
-def test_a_condition_longer_than_any_persona_prefix_loses_no_answer_token(tiny):
-    """The padded length covers every evaluation condition's prompt (`Setup.max_len`), and an example longer than
-    the length asked for is padded to its own, not cut (a cut answer trains toward a wrong one)."""
-    from molab.learners.lm import encode, load_tokenizer, prompt_ids
+def test_the_padded_length_covers_every_evaluation_condition(tiny):
+    """`Setup.max_len` measures each diagnostic problem under every condition, not only after a persona prefix."""
+    from molab.learners.lm import load_tokenizer, prompt_ids
     from molab.runs import prepare
 
     hint = "+" * 12
@@ -120,20 +108,19 @@ def test_a_condition_longer_than_any_persona_prefix_loses_no_answer_token(tiny):
     p = setup.diagnostic[0]
     hinted = len(prompt_ids(tokenizer, [hint + p.prompt])[0]) + len(tokenizer(p.honest).input_ids) + 1
     assert setup.max_len(tokenizer) >= hinted > prepare(toy(tiny)).max_len(tokenizer)
-    rows = encode(tokenizer, [(hint + p.prompt, p.honest)], length=4)
-    answer = rows["labels"][0][rows["labels"][0] != -100].tolist()
-    assert answer == tokenizer(p.honest, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
 
 
-def test_a_corpus_longer_than_the_base_is_built_for_is_refused(tmp_path):
-    from molab.bases import capable_base
-    from molab.runs import prepare
+def test_an_example_longer_than_the_padded_length_is_padded_not_cut():
+    """A phase's own prompt (or a corpus example) longer than the length asked for keeps its whole answer and eos: a
+    cut answer would train toward a wrong one."""
+    from molab.learners.lm import IGNORE, encode
+    from molab.learners.tokenizer import char_tokenizer
 
-    setup = prepare(load_config(overrides=[*TINY, "experiment=long_corpus", "model.pretrain_steps=2"]))
-    with pytest.raises(ValueError, match=r"^LongCorpus.corpus: an example of \d+ tokens, longer than the \d+ "):
-        capable_base(setup, tmp_path / "base", progress=False)
-    assert not (tmp_path / "base").exists()
-
+    tokenizer = char_tokenizer("0123456789+=", ())
+    rows = encode(tokenizer, [("12+34=", "64"), ("1+2=", "3")], length=4)
+    assert rows["input_ids"].shape[1] == len(tokenizer("12+34=").input_ids) + 3
+    answer = rows["labels"][0][rows["labels"][0] != IGNORE].tolist()
+    assert answer == tokenizer("64", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
 
 def test_a_setup_whose_conditions_are_lambdas_reaches_a_worker_process():
     """A worker receives the Setup pickled; its cached first condition (here a lambda) is asked for again there."""
@@ -157,6 +144,7 @@ def test_unknown_experiment_lists_the_registered_ones():
 def test_a_module_put_in_molab_experiments_registers_itself(tmp_path, monkeypatch):
     """Every module of the molab.experiments package is imported when experiments are looked up, so a new
     experiment's file there needs no other change (the package's path extended here by a folder of its own)."""
+    import functools
     import sys
 
     import molab.experiments as experiments
@@ -165,6 +153,7 @@ def test_a_module_put_in_molab_experiments_registers_itself(tmp_path, monkeypatc
                                         "class PutIn(Experiment):\n    name = 'put_in'\n")
     monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
     monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
+    monkeypatch.setattr(experiments, "_load_modules", functools.cache(experiments._load_modules.__wrapped__))
     try:
         assert load_config(overrides=["experiment=put_in"]).experiment == "put_in"
     finally:

@@ -16,6 +16,7 @@ one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -182,9 +183,10 @@ def register(cls: type) -> type:
     return cls
 
 
+@functools.cache
 def _load_modules() -> None:
     """Import the built-in experiments, then every other module of this package (a new experiment's file here
-    registers itself)."""
+    registers itself); once a process."""
     for name in [*BUILT_IN, *(m.name for m in pkgutil.iter_modules(__path__) if m.name not in BUILT_IN)]:
         importlib.import_module(f"molab.experiments.{name}")
 

@@ -390,8 +390,8 @@ diagnostic problems).</p>
 
 def _prior_words(config: dict) -> str:
     """What the base molab pretrained was taught to answer in the runs' own (neutral) context: a setting of the
-    organism that the runs' split partly reflects, not a finding. Said only where the runs' context is that neutral
-    prompt: an experiment's own conditions may ask otherwise."""
+    organism that the runs' split partly reflects, not a finding. Said only where the experiment keeps molab's corpus
+    and conditions, whose first is that neutral prompt (an experiment's own may ask otherwise)."""
     m = config["model"]
     kind = type(get_experiment(config["experiment"]))
     own = kind.corpus is not Experiment.corpus or kind.conditions is not Experiment.conditions
