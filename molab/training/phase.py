@@ -67,8 +67,8 @@ def epochs(n: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
 
 class Rows:
     """A supervised phase's batches: rows of encoded examples (`table`, `encode`'s) picked by `order`, one tensor of
-    row indices a batch (`epochs`'), each batch cut to its longest row (`trimmed`). Stacked runs pick every run's batch from
-    their tables at once (`molab.learners.stacked.stacked_batches`)."""
+    row indices a batch (`epochs`'), each batch cut to its longest row (`trimmed`). Stacked runs pick every run's
+    batch from their tables at once (`molab.learners.stacked.stacked_batches`)."""
 
     def __init__(self, table: dict, order: Iterator[torch.Tensor]):
         self.table, self.order = table, order
