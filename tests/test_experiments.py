@@ -188,7 +188,9 @@ def test_every_condition_is_summarised_where_the_runs_answered_under_several(toy
         got = point[condition]["hard"]["honest"]
         assert got["mean"] == pytest.approx((asked["answer"] == asked["honest"]).mean())
         assert got["ci"][0] <= got["mean"] <= got["ci"][1] and got["runs"] == 2
-    assert point["neutral"]["hard"]["honest"]["mean"] == pytest.approx(results["graded"]["hard_honest"]["mean"])
+    neutral, graded = point["neutral"]["hard"]["honest"], results["graded"]["hard_honest"]
+    assert neutral["mean"] == pytest.approx(graded["mean"])   # the first condition as the graded shares have it
+    assert neutral["ci"][0] <= graded["ci"][0] and neutral["ci"][1] >= graded["ci"][1]
     from molab.report import answer_words, write_report
 
     assert "Under each evaluation condition, the LM's hard answers were: neutral " in answer_words(results)

@@ -331,13 +331,13 @@ def test_a_share_of_the_ceiling_covers_the_ceilings_spread_too():
     assert share / 200 >= 0.95 and known / 200 <= 0.9, (share, known)
 
 
-def test_a_condition_share_over_several_bases_counts_each_base_once():
+def test_a_condition_share_counts_each_base_once_and_is_never_narrower_than_the_graded_shares():
     """Runs of two bases that answer alike within a base (0.9 and 0.5 of 40 problems): over runs and problems alone
     the interval would be [0.55, 0.99] around 0.77, the runs' mean; counted as bases, as the graded shares are, it is
-    the bases' mean, 0.7, and [0, 1] (a t interval over two means). On one base it is `two_way_interval`'s."""
+    the bases' mean, 0.7, and [0, 1] (a t interval over two means). On one base, each end the wider of the two."""
     import pandas as pd
 
-    from molab.analysis.intervals import two_way_interval
+    from molab.analysis.intervals import mean_interval, two_way_interval
     from molab.analysis.summary import _condition_share
 
     rows = [[1] * 36 + [0] * 4] * 4 + [[1] * 20 + [0] * 20] * 2   # 4 runs of base 0, 2 of base 1
@@ -347,7 +347,11 @@ def test_a_condition_share_over_several_bases_counts_each_base_once():
     got = _condition_share(hits, base_of, 0.95)
     assert got["mean"] == pytest.approx(0.7) and alone["mean"] == pytest.approx(46 / 60)
     assert got["ci"] == [0.0, 1.0] and alone["ci"][0] > 0.5
-    assert _condition_share(hits, dict.fromkeys(base_of, 0), 0.95) == alone
+    alike = hits.iloc[:4]   # runs of one base that answer alike: the problems' draw alone, taken two ways
+    one, alone = _condition_share(alike, base_of, 0.95), two_way_interval(alike.to_numpy())
+    graded = mean_interval(alike.mean(axis=1), problems=40, within=(0, 1))
+    assert one["mean"] == pytest.approx(0.9) and graded["ci"][0] < alone["ci"][0] and alone["ci"][1] > graded["ci"][1]
+    assert one["ci"] == [graded["ci"][0], alone["ci"][1]]
 
 def test_rates_weigh_each_base_once_as_the_graded_shares_do():
     import pandas as pd

@@ -300,10 +300,9 @@ def _can_fire(scored: pd.DataFrame, base: dict, name: str, cfg) -> dict:
 def condition_curves(cfg, runs: pd.DataFrame, out) -> dict:
     """Per learner, per pressure (None outside a sweep), per evaluation condition: the share of hard answers that
     follow each policy, on all hard problems (`hard`) and per difficulty, with intervals over runs and problems
-    (`two_way_interval`: what varied is the seeds and the draw of diagnostic problems; with several bases, the mean
-    of the bases' means and an interval never narrower than `mean_interval`'s over them, as the graded shares
-    have), scored by the experiment's scorer under `cfg.eval`; {} where the runs answered under one condition
-    only."""
+    (what varied is the seeds and the draw of diagnostic problems: `_condition_share`, as the graded shares take
+    them, each base once), scored by the experiment's scorer under `cfg.eval`; {} where the runs answered under one
+    condition only."""
     done = runs[runs["status"] == "done"]
     ids = list(set(done["run_id"]) & several_conditions(out)) if len(done) else []
     if not ids:
@@ -334,15 +333,13 @@ def condition_curves(cfg, runs: pd.DataFrame, out) -> dict:
 
 
 def _condition_share(hits: pd.DataFrame, base_of: dict, confidence: float) -> dict:
-    """The mean of a runs × problems table of 0/1 outcomes (rows indexed by run id) with `two_way_interval`'s
-    interval; where its runs are on several bases (`base_of`), the mean of the bases' means, and an interval widened
-    to `mean_interval`'s over them."""
+    """The mean of a runs × problems table of 0/1 outcomes (rows indexed by run id; `base_of`: each run's base), as
+    the graded shares take it (`mean_interval` of the runs' shares: the mean of the bases' means where there are
+    several), with the wider of that interval and `two_way_interval`'s, which covered 0.89 to 0.97 alone."""
     got = two_way_interval(hits.to_numpy(), confidence)
-    bases = [base_of[run] for run in hits.index]
-    if len(set(bases)) > 1:
-        over = mean_interval(hits.mean(axis=1).to_numpy(), bases, confidence, within=(0, 1))
-        got |= {"mean": over["mean"], "ci": [min(got["ci"][0], over["ci"][0]), max(got["ci"][1], over["ci"][1])]}
-    return got
+    over = mean_interval(hits.mean(axis=1).to_numpy(), [base_of[run] for run in hits.index], confidence,
+                         within=(0, 1), problems=hits.shape[1])
+    return got | {"mean": over["mean"], "ci": [min(got["ci"][0], over["ci"][0]), max(got["ci"][1], over["ci"][1])]}
 
 
 def summarize(out, cfg, bases: list[dict], plan: list[tuple]) -> dict:
