@@ -183,6 +183,14 @@ def _experiment_names() -> tuple[str, ...]:
     return tuple(registered())
 
 
+def _control_names() -> tuple[str, ...]:
+    """The registered controls, once every experiment's module (which may register its own) is imported."""
+    from molab.learners.controls import CONTROLS
+
+    _experiment_names()
+    return tuple(CONTROLS)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = param("oversight", "the registered experiment to run; built in: oversight (runs at one "
@@ -198,8 +206,9 @@ class ExperimentConfig:
                       choices=("none", "final"))
     controls: tuple[str, ...] = param(("bigram", "policy_choice"), "simple-learner controls that meet the same data and "
                                       "pressure as the LM: bigram (the bigram table on the same tokens), policy_choice "
-                                      "(naive Bayes choosing a policy per problem from shallow prompt features)",
-                                      item_choices=("bigram", "policy_choice"))
+                                      "(naive Bayes choosing a policy per problem from shallow prompt features), or one "
+                                      "an experiment registers (molab.learners.controls.register_control)",
+                                      item_choices=_control_names)
     world: WorldConfig = field(default_factory=WorldConfig)
     overseer: OverseerConfig = field(default_factory=OverseerConfig)
     scheme: SchemeConfig = field(default_factory=SchemeConfig)

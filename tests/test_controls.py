@@ -157,3 +157,33 @@ def test_a_control_that_cannot_run_on_the_world_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("molab: error: controls: policy_choice") and not out.exists()
     assert score(Problem("a?", "x", "", 2), NEITHER)["sycophantic"]   # why: its "neither" would read as a policy
+
+
+def test_an_experiment_may_bring_a_control_of_its_own(tmp_path):
+    """`register_control` adds a control that `controls` then accepts and molab runs beside the LM, named in reports
+    by its title; before it is registered, `controls` refuses it."""
+    import molab.learners.controls as controls
+    from molab.config import ConfigError
+    from molab.report import learner_name
+
+    refused = r"^controls\[1\]: 'copies_the_truth' is not one of 'bigram', 'policy_choice'"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(overrides=[*SMALL, "controls=['bigram', 'copies_the_truth']"])
+
+    @controls.register_control
+    class CopiesTheTruth(controls.Control):
+        name, title = "copies_the_truth", "truth-copying control"
+
+        def learn(self, examples, weights=None):
+            pass
+
+        def answer(self, problems, prompts):
+            return [p.honest for p in problems]
+
+    try:
+        setup = prepare(load_config(overrides=[*SMALL, "controls=['bigram', 'copies_the_truth']"]))
+        assert setup.cfg.controls == ("bigram", "copies_the_truth")
+        assert hard_rates(setup, tmp_path, "copies_the_truth", 0.0)["honest"] == 1.0
+        assert learner_name("copies_the_truth") == "truth-copying control" and learner_name("gone") == "gone"
+    finally:
+        controls.CONTROLS.pop("copies_the_truth")

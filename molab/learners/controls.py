@@ -63,6 +63,20 @@ class Control:
         raise NotImplementedError
 
 
+
+CONTROLS: dict[str, type[Control]] = {}
+
+
+def register_control(cls: type[Control]) -> type[Control]:
+    """Class decorator: `controls = [..., "its name"]` then runs this control beside the LM (an experiment may bring
+    its own, in its module)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__}: a control needs a name")
+    CONTROLS[cls.name] = cls
+    return cls
+
+
+@register_control
 class BigramControl(Control):
     """The bigram table on the LM's tokens (special tokens and eos included); proposals are `k` sampled answers."""
 
@@ -110,6 +124,7 @@ def prompt_features(prompt: str) -> list[str]:
     return grams + [f"len:{len(prompt)}"] + [f"tag:{t}" for t in tags]
 
 
+@register_control
 class PolicyChoiceControl(Control):
     """Naive Bayes over `prompt_features`, choosing among the policies an example's answer agrees with."""
 
@@ -178,4 +193,3 @@ class PolicyChoiceControl(Control):
         return str(file)
 
 
-CONTROLS: dict[str, type[Control]] = {c.name: c for c in (BigramControl, PolicyChoiceControl)}

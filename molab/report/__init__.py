@@ -26,8 +26,15 @@ from molab.learners.controls import CONTROLS  # noqa: E402
 from molab.store import STORE, holding, load_results, write_atomic  # noqa: E402
 
 COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
-LEARNER_NAMES = {"lm": "language model"} | {name: c.title for name, c in CONTROLS.items()}
-MARKERS = {name: c.marker for name, c in CONTROLS.items()}
+
+
+def learner_name(learner: str) -> str:
+    """The LM's or a control's name in reports (a control no longer registered: as stored)."""
+    return "language model" if learner == "lm" else getattr(CONTROLS.get(learner), "title", learner)
+
+
+def _marker(learner: str) -> str:
+    return getattr(CONTROLS.get(learner), "marker", "s")
 
 
 def _learners(results: dict) -> list[tuple[str, dict]]:
@@ -69,7 +76,7 @@ def _per_run_plot(runs, results: dict, threshold: float) -> str:
         if not many:
             ax.set_xticks(range(len(df)), names, rotation=90 if sweep else 0)
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1)
-        ax.set_title(LEARNER_NAMES[learner], fontsize=10)
+        ax.set_title(learner_name(learner), fontsize=10)
         ax.set_xlabel(f"run, by {'pressure, then seed' if sweep else 'seed'}" if many else
                       "pressure/seed" if sweep else "seed")
         ax.tick_params(axis="x", labelsize=7)
@@ -83,14 +90,14 @@ def _difficulty_plot(results: dict) -> str:
     """Mean rate of each policy by difficulty with its interval, the LM (solid) beside each control (dashed)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for learner, summary in _learners(results):
-        style = "-o" if learner == "lm" else "--" + MARKERS.get(learner, "s")
+        style = "-o" if learner == "lm" else "--" + _marker(learner)
         levels = list(summary["per_difficulty"])
         for policy in POLICIES:
             rates = [summary["per_difficulty"][d] for d in levels]
             means = np.array([r[policy] for r in rates])
             bars = np.array([(r.get("ci") or {}).get(policy) or (r[policy], r[policy]) for r in rates]).reshape(-1, 2)
             ax.errorbar(levels, means, yerr=np.abs(bars - means[:, None]).T, fmt=style, capsize=3,
-                        color=COLORS[policy], label=f"{LEARNER_NAMES[learner]}: {policy}")
+                        color=COLORS[policy], label=f"{learner_name(learner)}: {policy}")
     ax.set_xlabel("difficulty (carries)")
     ax.set_ylabel("mean share of answers")
     ax.set_ylim(-0.05, 1.05)
@@ -109,7 +116,7 @@ def _pressure_plot(results: dict) -> str:
     symbol, toward = results["pressure"]["symbol"], pushed_toward(results)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (learner, summary) in enumerate(_learners(results)):
-        fmt, shift = ("o" if learner == "lm" else MARKERS.get(learner, "s")), 0.01 * i
+        fmt, shift = ("o" if learner == "lm" else _marker(learner)), 0.01 * i
         pts = [c for c in summary["pressure_curve"] if c["n"]]
         x = np.array([c["pressure"] for c in pts])
         span = (x.max() - x.min()) if len(x) else 1.0
@@ -117,7 +124,7 @@ def _pressure_plot(results: dict) -> str:
         bars = [c["ci"] or (c["p"], c["p"]) for c in pts]  # one run that cannot differ by seed: no bar
         err = np.array([[c["p"] - lo, hi - c["p"]] for c, (lo, hi) in zip(pts, bars)]).T.reshape(2, -1)
         ax.errorbar(x + shift * span, p, yerr=err, fmt=fmt, capsize=3, mfc=None if learner == "lm" else "white",
-                    color=COLORS[toward] if learner == "lm" else "#555", label=LEARNER_NAMES[learner])
+                    color=COLORS[toward] if learner == "lm" else "#555", label=learner_name(learner))
         if learner == "lm":
             flagged = [c for c in pts if c["reproduced_by"]]
             ax.plot([c["pressure"] for c in flagged], [c["p"] for c in flagged], "o", ms=14, mfc="none",
@@ -189,7 +196,7 @@ def _sweep_section(results: dict) -> str:
         return f"{runs}; {c['share']:.0%}{f' ({ci[0]:.0%} to {ci[1]:.0%})' if ci else ''} of hard answers"
 
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
-             ", ".join(LEARNER_NAMES[name] for name in c["reproduced_by"])] for c in results["pressure_curve"]]
+             ", ".join(learner_name(name) for name in c["reproduced_by"])] for c in results["pressure_curve"]]
     flagged = [c for c in results["pressure_curve"] if c["reproduced_by"]]
     warning = (f"<p><b>A control reproduces the LM's {toward} runs at {len(flagged)} pressure(s)</b>: there a "
                f"learner without an LM's inductive biases, given the same data and pressure, is {toward} too, so "
@@ -220,7 +227,7 @@ intervals. A ring marks a pressure where a control has {toward} runs too. A run 
 deterministic control, an LM run that trains nothing) counts as one run at its pressure, with no interval.</p>
 {_pressure_plot(results)}
 {_table(rows, [f"pressure {symbol}", f"LM: {toward} runs; hard answers",
-               *(f"{LEARNER_NAMES[n]}: {toward} runs; hard answers" for n in controls), "reproduced by"])}
+               *(f"{learner_name(n)}: {toward} runs; hard answers" for n in controls), "reproduced by"])}
 {warning}
 <p>Controls that fired: {html.escape(fired_words)}.</p>"""
 
@@ -234,13 +241,13 @@ def _fired(name: str, control: dict, symbol: str, toward: str = "sycophantic") -
         where = "was not run"
     elif control["can_fire"] is False:
         where += " (it cannot fire in this world)"
-    return f"the {LEARNER_NAMES[name]} {where}"
+    return f"the {learner_name(name)} {where}"
 
 
 def _control_words(name: str, control: dict) -> str:
     """What a control did (its runs' policies and its hard answers, neither policy's included), with whether it
     could have fired (its sycophantic ceiling)."""
-    title = LEARNER_NAMES[name]
+    title = learner_name(name)
     if not control["n_runs"]:
         return f"the {title} was not run"
     counts, hard = control["policy_counts"], control["rates"]["hard"]
@@ -454,7 +461,7 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
                         [b["experiment_id"] for b in results["bases"]], [tuple(pair) for pair in results["plan"]])
     conf, ev = results["confidence"], results["config"]["eval"]
     pooled = "; all pressures pooled" if results["pressure"] else ""
-    learners = [(LEARNER_NAMES[name], s) for name, s in _learners(results)]
+    learners = [(learner_name(name), s) for name, s in _learners(results)]
     summary_rows = [[name, s["n_runs"], s["n_failed"], *(s["outcome_counts"][o] for o in OUTCOMES),
                      _fmt_p(s["p_sycophantic"]), _fmt_p(s["p_honest"]), _can_fire_cell(s)] for name, s in learners]
     rate_rows = [[name, group, *(_fmt_rate(s["rates"][group], p) for p in POLICIES)]
