@@ -52,6 +52,7 @@ class Setup:
     datasets: dict[str, list[Problem]]  # the experiment's extra problem sets
     ceiling: list[Problem]  # the ceiling runs' problems, of every difficulty
     world_file: str  # sha256 of a JSONL world's file ("" for generated worlds), so edits are not missed
+    controls: dict[str, type]  # cfg.controls' classes, carried to worker processes (a Ray worker has no registry)
 
     @property
     def overseer(self):
@@ -183,13 +184,14 @@ def prepare(cfg: ExperimentConfig) -> Setup:
         _check_model_overseer(cfg, world.overseer, diagnostic)
     train = training_data(world, world.overseer, cfg.scheme, cfg.world.seed)
     setup = Setup(cfg, experiment, world, train, diagnostic, experiment.datasets(world, world.overseer, cfg),
-                  ceiling_data(world, cfg.scheme, cfg.world.seed), world_file)
+                  ceiling_data(world, cfg.scheme, cfg.world.seed), world_file,
+                  {name: CONTROLS[name] for name in cfg.controls})
     check_equivalence(cfg.eval.equivalence, setup.problems())
     if not isinstance(world.overseer, ModelOverseer):  # a model's confidence is its own: it may be confidently wrong
         _check_overseer(world, setup.problems())
     _check_learner(setup)
     for name in cfg.controls:
-        CONTROLS[name].check(setup)
+        setup.controls[name].check(setup)
     return setup
 
 
@@ -525,7 +527,7 @@ def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None
     phases = setup.phases(spec) if phases is None else phases
     if learner == "lm":
         return not any(phase.steps for phase in phases) and not drawn_tags
-    return not (CONTROLS[learner].samples and any(phase.samples for phase in phases))
+    return not (setup.controls[learner].samples and any(phase.samples for phase in phases))
 
 
 def tags_to_draw(setup: Setup, base: Path) -> int:
@@ -552,7 +554,7 @@ def run_control(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
     n_new = setup.answer_len(tokenizer)
 
     def one(spec: RunSpec) -> dict:
-        control, phases = CONTROLS[learner](tokenizer, n_new, setup.score), setup.phases(spec)
+        control, phases = setup.controls[learner](tokenizer, n_new, setup.score), setup.phases(spec)
         blind = [phase.name for phase in phases if phase.control is None]
         if blind:
             return {"error": f"the {learner} control cannot meet phase {blind[0]} (its Phase.control is None)"}

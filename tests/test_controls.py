@@ -13,7 +13,7 @@ from molab.analysis.policy import rates, score
 from molab.cli import main
 from molab.config import load_config
 from molab.experiments import RunSpec
-from molab.learners.controls import NEITHER, PolicyChoiceControl
+from molab.learners.controls import CONTROLS, NEITHER, Control, PolicyChoiceControl, register_control
 from molab.learners.tokenizer import char_tokenizer
 from molab.runs import deterministic, prepare, run_control
 from molab.worlds.problem import Problem
@@ -159,31 +159,37 @@ def test_a_control_that_cannot_run_on_the_world_is_refused(tmp_path, capsys):
     assert score(Problem("a?", "x", "", 2), NEITHER)["sycophantic"]   # why: its "neither" would read as a policy
 
 
+
+class CopiesTheTruth(Control):
+    """A control an experiment might bring (registered by the test that uses it)."""
+
+    name, title = "copies_the_truth", "truth-copying control"
+
+    def learn(self, examples, weights=None):
+        pass
+
+    def answer(self, problems, prompts):
+        return [p.honest for p in problems]
+
+
 def test_an_experiment_may_bring_a_control_of_its_own(tmp_path):
-    """`register_control` adds a control that `controls` then accepts and molab runs beside the LM, named in reports
-    by its title; before it is registered, `controls` refuses it."""
-    import molab.learners.controls as controls
+    """`register_control` adds a control that `controls` then accepts, named in reports by its title; before it is
+    registered, `controls` refuses it. The runs carry its class: a worker process where it is not registered (a Ray
+    worker, which does not run the module that registered it) runs it all the same."""
+    import pickle
+
     from molab.config import ConfigError
     from molab.report import learner_name
 
-    refused = r"^controls\[1\]: 'copies_the_truth' is not one of 'bigram', 'policy_choice'"
-    with pytest.raises(ConfigError, match=refused):
-        load_config(overrides=[*SMALL, "controls=['bigram', 'copies_the_truth']"])
-
-    @controls.register_control
-    class CopiesTheTruth(controls.Control):
-        name, title = "copies_the_truth", "truth-copying control"
-
-        def learn(self, examples, weights=None):
-            pass
-
-        def answer(self, problems, prompts):
-            return [p.honest for p in problems]
-
+    overrides = [*SMALL, "controls=['bigram', 'copies_the_truth']"]
+    with pytest.raises(ConfigError, match=r"^controls\[1\]: 'copies_the_truth' is not one of 'bigram', "):
+        load_config(overrides=overrides)
+    register_control(CopiesTheTruth)
     try:
-        setup = prepare(load_config(overrides=[*SMALL, "controls=['bigram', 'copies_the_truth']"]))
-        assert setup.cfg.controls == ("bigram", "copies_the_truth")
-        assert hard_rates(setup, tmp_path, "copies_the_truth", 0.0)["honest"] == 1.0
-        assert learner_name("copies_the_truth") == "truth-copying control" and learner_name("gone") == "gone"
+        setup = prepare(load_config(overrides=overrides))
+        assert learner_name("copies_the_truth") == "truth-copying control"
     finally:
-        controls.CONTROLS.pop("copies_the_truth")
+        CONTROLS.pop("copies_the_truth")
+    in_worker = pickle.loads(pickle.dumps(setup))
+    assert in_worker.cfg.controls == ("bigram", "copies_the_truth")
+    assert hard_rates(in_worker, tmp_path, "copies_the_truth", 0.0)["honest"] == 1.0

@@ -29,12 +29,12 @@ COLORS = {"honest": "#2a9d8f", "sycophantic": "#e76f51", "other": "#adb5bd"}
 
 
 def learner_name(learner: str) -> str:
-    """The LM's or a control's name in reports (a control no longer registered: as stored)."""
-    return "language model" if learner == "lm" else getattr(CONTROLS.get(learner), "title", learner)
+    """The LM's or a control's name in reports (a control's title, or its name where it has none)."""
+    return "language model" if learner == "lm" else CONTROLS[learner].title or learner
 
 
 def _marker(learner: str) -> str:
-    return getattr(CONTROLS.get(learner), "marker", "s")
+    return CONTROLS[learner].marker
 
 
 def _learners(results: dict) -> list[tuple[str, dict]]:
