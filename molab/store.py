@@ -292,27 +292,27 @@ def _folder_eval(results: Path):
 @functools.lru_cache(maxsize=4)
 def _scored(path: str, inode: int, n: int, last: int, eval) -> pd.DataFrame:
     """`load_results` of the store at `path` (its file `inode`, holding `n` runs, the last at rowid `last`)."""
-    from molab.analysis.policy import check_equivalence, classify, equivalence, outcome, parted, rates_of
+    from molab.analysis.policy import check_equivalence, classify, outcome, rates_of, scorer
     from molab.experiments import get_experiment
 
     out = Path(path).parent
     df = _read(out, "SELECT * FROM runs ORDER BY experiment_id, learner, pressure, seed")
     first = _read(out, "SELECT run_id, answers FROM answers WHERE position = 0")
     answers = dict(zip(first["run_id"], first["answers"]))
-    problems, same = _problems(out), equivalence(eval.equivalence)
+    problems = _problems(out)
     for stored in problems.values():  # an equivalence given at analysis is checked as one given to a run
         check_equivalence(eval.equivalence, stored)
     configs = [json.loads(c) for c in df["config"]]
-    experiments = {name: get_experiment(name) for name in {c["experiment"] for c in configs}}  # looked up once
+    scorers = {name: scorer(get_experiment(name).score, eval)  # looked up once
+               for name in {c["experiment"] for c in configs}}
     scored = []
     for run, config in zip(df.itertuples(), configs):
         metrics = _flat("", json.loads(run.metrics)) if isinstance(run.metrics, str) else {}
         metrics["ceiling"] = config.get("ceiling_policy")
         metrics["n_after"] = len(config.get("after") or [])  # a chained run: how many earlier runs it trains against
         if run.run_id in answers:
-            experiment, asked = experiments[config["experiment"]], problems[run.problem_set]
-            scores = [experiment.score(p, parted(p, a) if eval.scoring == "parting" else a, same)
-                      for p, a in zip(asked, _unpack(answers[run.run_id]), strict=True)]
+            score, asked = scorers[config["experiment"]], problems[run.problem_set]
+            scores = [score(p, a) for p, a in zip(asked, _unpack(answers[run.run_id]), strict=True)]
             r = rates_of(asked, scores)
             policy = classify(r["hard"], eval.policy_threshold)
             metrics |= _flat("rates.", r) | {"policy": policy, "outcome": outcome(policy, r, eval.collapse_threshold)}

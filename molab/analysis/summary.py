@@ -15,7 +15,7 @@ from scipy.special import expit
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from molab.analysis.intervals import clopper_pearson, mean_interval, pooled_probability, two_way_interval
-from molab.analysis.policy import OUTCOMES, POLICIES, equivalence, parted
+from molab.analysis.policy import OUTCOMES, POLICIES, scorer
 from molab.analysis.prior_odds import fit_prior_odds, separation
 from molab.config import to_dict
 from molab.experiments import get_experiment
@@ -310,9 +310,8 @@ def condition_curves(cfg, runs: pd.DataFrame, out) -> dict:
     answers = load_answers(out, ids)
     order = list(dict.fromkeys(answers["condition"]))  # the experiment's order: the first classifies
     answers = answers[answers["honest"] != answers["sycophantic"]].sort_values(["run_id", "problem"])
-    score, same = get_experiment(cfg.experiment).score, equivalence(cfg.eval.equivalence)
-    parting = cfg.eval.scoring == "parting"
-    scores = [score(row, parted(row, row.answer) if parting else row.answer, same) for row in answers.itertuples()]
+    score = scorer(get_experiment(cfg.experiment).score, cfg.eval)
+    scores = [score(row, row.answer) for row in answers.itertuples()]
     policies = ("honest", "sycophantic")
     for policy in policies:
         answers[f"follows_{policy}"] = [s[policy] for s in scores]

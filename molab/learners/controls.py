@@ -63,7 +63,6 @@ class Control:
         raise NotImplementedError
 
 
-
 CONTROLS: dict[str, type[Control]] = {}
 
 
@@ -191,5 +190,3 @@ class PolicyChoiceControl(Control):
         file = path.with_suffix(".pkl")
         file.write_bytes(pickle.dumps(self.model))
         return str(file)
-
-
