@@ -4,10 +4,19 @@ Each round trains and evaluates `--runs` seeds of the demo's oversight runs stac
 `--alone` of them (all by default) one at a time (`run_lm`), alternating which goes first, so that a machine whose
 speed drifts shows in both; prints each one's seconds a run, the ratio, and how many of the stacked runs' answers
 are the runs alone's, and where the stacked side's time went (starting the runs, their batches, training, their
-answers and results; and how long training waited for the device, which tells a GPU-bound step from a host-bound
-one). On a GPU, where hundreds of runs stack, `--alone` keeps the one-at-a-time side short.
+answers and results; and how long training waited for the device where it reads the losses, which stays small
+even where the device bounds a step: the host then waits in launching kernels once CUDA's queue is full. Training's
+time at two `--runs` tells instead: it doubles with the runs where the device is the bound, as on an H100 at 512 and
+1,024). On a GPU, where hundreds of runs stack, `--alone` keeps the one-at-a-time side short.
 
-Usage: python bench/stacked.py [--base runs/demo/base] [--runs 8] [--alone N] [--rounds 2] [--set KEY=VALUE ...]
+With `--compile`, each stack trains under torch.compile (molab's runs do not; this measures whether they should: by
+its arithmetic, most of the demo's stacked step on an H100 under bfloat16 autocast is the elementwise work between
+the matmuls, which compiling fuses). With `--profile`, the stacked side runs under torch's profiler, and the ops
+that took the most device time (the CPU's on a machine without a GPU) are listed after each round: where a step's
+time goes (shorten it with `--set finetune.steps=30`).
+
+Usage: python bench/stacked.py [--base runs/demo/base] [--runs 8] [--alone N] [--rounds 2] [--compile] [--profile]
+                               [--set KEY=VALUE ...]
   (the demo's base, pretrained there first unless the folder holds it)
 """
 
@@ -16,7 +25,9 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import time
+from unittest import mock
 from pathlib import Path
 
 import molab.runs
@@ -32,8 +43,8 @@ from molab.runs import prepare, run_lm, run_stacked
 def sections(spent: collections.Counter):
     """Add the seconds molab.runs spends starting runs, drawing batches (host only), training and finishing runs
     (answers included) to `spent`, the GPU's queue drained at each boundary; and, within training, the seconds the
-    host waits for the device where the loop reads the losses (`waiting`): near all of training when the device
-    is the bound, near none when the host is."""
+    host waits for the device where the loop reads the losses (`waiting`): near none when the host is the bound,
+    and small too where a step's kernels fill CUDA's launch queue (see the module's doc)."""
     import torch
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
@@ -74,12 +85,20 @@ def sections(spent: collections.Counter):
         molab.training.loop._check = check
 
 
+def profiler(torch):
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * torch.cuda.is_available())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, default=Path("runs/demo/base"))
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--alone", type=int, help="runs of each round also trained one at a time (default: all)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="train each stack under torch.compile")
+    parser.add_argument("--profile", action="store_true", help="list the stacked side's costliest ops")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     if args.alone is not None and args.alone < 1:
@@ -91,7 +110,7 @@ def main() -> None:
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else "the CPU"
     mixed = setup.cfg.finetune.autocast  # applied around the runs, as a sweep applies it
     print(f"{args.runs} runs a round on {where}, {torch.get_num_threads()} torch threads, "
-          f"{f'{mixed} autocast' if mixed else 'float32'}", flush=True)
+          f"{f'{mixed} autocast' if mixed else 'float32'}{', stacks compiled' if args.compile else ''}", flush=True)
     ratios = []
     for round_ in range(args.rounds):
         specs = [RunSpec(100_000 * round_ + s) for s in range(args.runs)]
@@ -101,8 +120,15 @@ def main() -> None:
         for how in (("alone", "stacked") if round_ % 2 == 0 else ("stacked", "alone")):
             print(f"round {round_ + 1}: {len(runs[how])} runs {how}", flush=True)
             start = time.perf_counter()
-            with sections(spent) if how == "stacked" else contextlib.nullcontext(), autocast(mixed):
+            stacked, nothing = how == "stacked", contextlib.nullcontext()
+            compiled = (mock.patch.object(molab.runs, "train", functools.partial(molab.runs.train, compile=True))
+                        if args.compile and stacked else nothing)
+            with compiled, sections(spent) if stacked else nothing, autocast(mixed), \
+                    profiler(torch) if args.profile and stacked else nothing as prof:
                 got[how] = (run_lm if how == "alone" else run_stacked)(setup, base, runs[how], None)
+            if prof is not None:
+                by = "cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+                print(prof.key_averages().table(sort_by=by, row_limit=25, max_name_column_width=60), flush=True)
             took[how] = (time.perf_counter() - start) / len(runs[how])
         answers = [(a["answers"]["neutral"], b["answers"]["neutral"]) for a, b in zip(got["alone"], got["stacked"])]
         same = sum(x == y for a, b in answers for x, y in zip(a, b))
