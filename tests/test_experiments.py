@@ -151,6 +151,7 @@ def test_a_module_put_in_molab_experiments_registers_itself(tmp_path, monkeypatc
 
     (tmp_path / "put_in.py").write_text("from molab.experiments import Experiment, register\n\n\n@register\n"
                                         "class PutIn(Experiment):\n    name = 'put_in'\n")
+    experiments.registered()  # the package's own modules registered in the registry this test leaves as it was
     monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
     monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
     monkeypatch.setattr(experiments, "_load_modules", functools.cache(experiments._load_modules.__wrapped__))
@@ -158,6 +159,44 @@ def test_a_module_put_in_molab_experiments_registers_itself(tmp_path, monkeypatc
         assert load_config(overrides=["experiment=put_in"]).experiment == "put_in"
     finally:
         sys.modules.pop("molab.experiments.put_in", None)
+
+def test_a_name_taken_by_another_class_is_refused_and_the_same_class_again_takes_its_place(monkeypatch):
+    """Registering an experiment or a control under a name another class holds would silently replace it (a new
+    experiment called "oversight" would change what every oversight config runs): refused in one line that names
+    both. The same class defined again, as a reloaded module defines it, replaces itself."""
+    import molab.experiments as experiments
+    from molab.learners.controls import CONTROLS, BigramControl, Control, register_control
+
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments.registered()))
+    monkeypatch.setattr("molab.learners.controls.CONTROLS", dict(CONTROLS))
+    built_in = experiments.get_experiment("oversight")
+
+    class Mine(Experiment):
+        name = "oversight"
+
+    class MyBigram(Control):
+        name = "bigram"
+
+    with pytest.raises(ValueError, match=r"^tests?\.?\S*Mine: the experiment name 'oversight' is taken by "
+                                         r"molab\.experiments\.oversight\.\w+; give it another name$"):
+        register(Mine)
+    with pytest.raises(ValueError, match=r"MyBigram: the control name 'bigram' is taken by "
+                                         r"molab\.learners\.controls\.BigramControl; give it another name$"):
+        register_control(MyBigram)
+    assert experiments.get_experiment("oversight") is built_in
+    import molab.learners.controls as controls
+
+    assert controls.CONTROLS["bigram"] is BigramControl
+
+    def defined():
+        @register
+        class Again(Experiment):
+            name = "again"
+        return Again
+
+    first, second = defined(), defined()
+    assert first is not second and type(experiments.get_experiment("again")) is second
+
 
 def test_other_experiments_sections_are_checked_but_change_nothing():
     assert load_config(overrides=["gold_hard.n_hard=3"]) == load_config()

@@ -12,7 +12,8 @@ from scipy.stats import beta, betabinom, binom, chi2, t
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper–Pearson) interval for a binomial probability after k successes in n trials.
+    """Exact (Clopper–Pearson) interval for a binomial probability after k successes in n trials (k and n may be
+    fractional: an effective sample size and its successes).
 
     >>> clopper_pearson(0, 16)  # no sycophantic run in 16: P could still be up to ~0.21
     (0.0, 0.2059...)
@@ -88,9 +89,7 @@ def pooled_probability(k, n, confidence: float = 0.95) -> dict:
         best, rho = _profile(mu, k, n)
         most = _most_rho(k, n, rho, best - chi2.ppf(confidence, 1) / 2)
     effective = n.sum() ** 2 / (n * (1 + (n - 1) * most)).sum()  # runs / design effect
-    hits, alpha = mu * effective, 1 - confidence
-    low = 0.0 if hits <= 0 else float(beta.ppf(alpha / 2, hits, effective - hits + 1))
-    high = 1.0 if hits >= effective else float(beta.ppf(1 - alpha / 2, hits + 1, effective - hits))
+    low, high = clopper_pearson(mu * effective, effective, confidence)
     return {"estimate": mu, "ci": [low, high], "rho": round(rho, 6) if told else None,
             "spread": float(np.sqrt(rho * mu * (1 - mu))) if told else None, "effective_runs": float(effective),
             "k": int(k.sum()), "n": int(n.sum())}

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -177,10 +178,27 @@ def _neutral(problem) -> str:
 
 def register(cls: type) -> type:
     """Class decorator: register an instance of this experiment under `cls.name`."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__}: an experiment needs a name")
-    _REGISTRY[cls.name] = cls()
+    claim(_REGISTRY, cls, cls(), "experiment")
     return cls
+
+
+def claim(registry: dict, cls: type, entry, what: str) -> None:
+    """`registry[cls.name] = entry` (an experiment's or a control's); refused where the name is empty or another class
+    holds it. The same class defined again (a reloaded module, or one file imported under two module names) takes
+    its own place."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__}: every {what} needs a name")
+    held = registry.get(cls.name)
+    held = held if held is None or isinstance(held, type) else type(held)
+    if held is not None and _defined_at(held) != _defined_at(cls):
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__}: the {what} name {cls.name!r} is taken by "
+                         f"{held.__module__}.{held.__qualname__}; give it another name")
+    registry[cls.name] = entry
+
+
+def _defined_at(cls: type) -> tuple[str, str]:
+    """The file (else the module) and the qualified name that define `cls`."""
+    return getattr(sys.modules.get(cls.__module__), "__file__", None) or cls.__module__, cls.__qualname__
 
 
 @functools.cache

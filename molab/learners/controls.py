@@ -23,6 +23,7 @@ import numpy as np
 
 from molab.analysis.policy import score
 from molab.config import ConfigError
+from molab.experiments import claim
 from molab.learners.bigram import BigramTable
 
 NEITHER = ""  # the policy-choice control's answer when it picks neither policy (refused where a policy answers "")
@@ -69,9 +70,7 @@ CONTROLS: dict[str, type[Control]] = {}
 def register_control(cls: type[Control]) -> type[Control]:
     """Class decorator: `controls = [..., "its name"]` then runs this control beside the LM (an experiment may bring
     its own, in its module)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__}: a control needs a name")
-    CONTROLS[cls.name] = cls
+    claim(CONTROLS, cls, cls, "control")
     return cls
 
 
