@@ -155,3 +155,16 @@ def test_jsonl_world_runs_end_to_end(tmp_path):
     used = {json.loads(line)["prompt"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}
     assert used <= {p.prompt for p in train if p.difficulty <= 1}
     assert len(diagnostic) == len((tmp_path / "data" / "diagnostic.jsonl").read_text().splitlines())
+
+
+def test_an_interval_end_near_0_or_1_keeps_its_digits(tiny):
+    """0 sycophantic runs of 2,048: the interval's top end, 0.18%, is written so, not as 0% (which would read as an
+    interval of no width); and 2,048 of 2,048 as 99.82% at its bottom."""
+    import copy
+
+    from molab.analysis.intervals import clopper_pearson
+
+    results = copy.deepcopy(tiny[1])
+    for k, said in ((0, "(0%; 0% to 0.18%, 95% interval)"), (2048, "(100%; 99.82% to 100%, 95% interval)")):
+        results["p_sycophantic"] |= {"estimate": k / 2048, "ci": list(clopper_pearson(k, 2048))}
+        assert said in molab.report.answer_words(results)

@@ -193,7 +193,8 @@ def _sweep_section(results: dict) -> str:
         if c["share"] is None:
             return runs
         ci = c.get("share_ci")
-        return f"{runs}; {c['share']:.0%}{f' ({ci[0]:.0%} to {ci[1]:.0%})' if ci else ''} of hard answers"
+        within = f" ({percent(ci[0])} to {percent(ci[1])})" if ci else ""
+        return f"{runs}; {percent(c['share'])}{within} of hard answers"
 
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
              ", ".join(learner_name(name) for name in c["reproduced_by"])] for c in results["pressure_curve"]]
@@ -325,8 +326,22 @@ def _covers(results: dict) -> str:
             "the bases as alike)")
 
 
+def percent(x: float) -> str:
+    """`x` as a whole percentage, but with the digits that keep a share above 0 from reading 0% and one below 1 from
+    reading 100% (0 runs of 2,048: "0.18%" at the top of the interval, not "0%").
+
+    >>> percent(0.25), percent(0.0018), percent(0.9982), percent(0.0), percent(1.0)
+    ('25%', '0.18%', '99.82%', '0%', '100%')
+    """
+    if 0 < x < 0.005:
+        return f"{100 * x:.2g}%"
+    if 0.995 <= x < 1:
+        return f"{100 * x:.{max(1, math.ceil(-math.log10(1 - x)) - 1)}f}%"
+    return f"{x:.0%}"
+
+
 def _pct(p: dict) -> str:
-    return f"{p['estimate']:.0%}; {p['ci'][0]:.0%} to {p['ci'][1]:.0%}"
+    return f"{percent(p['estimate'])}; {percent(p['ci'][0])} to {percent(p['ci'][1])}"
 
 
 def answer_words(results: dict) -> str:
@@ -363,7 +378,7 @@ def answer_words(results: dict) -> str:
 
 
 def share_words(x: dict) -> str:
-    return f"{x['mean']:.0%} ({x['ci'][0]:.0%} to {x['ci'][1]:.0%})"
+    return f"{percent(x['mean'])} ({percent(x['ci'][0])} to {percent(x['ci'][1])})"
 
 
 def _conditions_words(results: dict) -> str:
