@@ -11,7 +11,7 @@ from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import beta, betabinom, binom, chi2, t
 
 
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+def clopper_pearson(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper–Pearson) interval for a binomial probability after k successes in n trials (k and n may be
     fractional: an effective sample size and its successes).
 
