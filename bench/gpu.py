@@ -4,7 +4,8 @@
 2. Finetune runs per GPU-minute of the demo (16 runs and 8 ceiling runs) on a given demo base, so that no
    pretraining is timed: one run at a time (`--workers 1`), several worker processes sharing the GPU
    (`--workers N`), and several at once with bfloat16 weights; and (part `stack`) the demo with `--stack-runs`
-   seeds, trained in one process in stacks of `--stack-size` (`--stack`).
+   seeds, trained in stacks of `--stack-size` (`--stack`) by `--stack-workers` processes (two overlap one's host
+   work, starting runs and answering, with the other's training).
 3. The demo-size oversight experiment with LoRA in bfloat16 on a Llama checkpoint of about 113M parameters built
    here (byte-level BPE tokenizer, briefly pretrained: this measures cost, not capability): runs per GPU-minute
    and the peak GPU memory.
@@ -14,8 +15,8 @@ check and the controls included); a step cut short at its time limit counts the 
 60 over a run's mean share of its task's time (`seconds` in the store): the runs' own throughput, without start-up. GPU memory is
 sampled with nvidia-smi every 0.25 s: all processes together, their CUDA contexts included.
 
-Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 2048] [--stack-size 512] [--parts ...]
-                          [--limit-scale 1]
+Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 2048] [--stack-size 512]
+                          [--stack-workers 1] [--stack-set KEY=VALUE ...] [--parts ...] [--limit-scale 1]
   (DEMO_BASE: the base/ folder of a `molab demo` output folder)
 """
 
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--stack-runs", type=int, default=2048, help="part stack: seeds of the demo")
     parser.add_argument("--stack-size", type=int, default=512, help="part stack: runs trained together")
+    parser.add_argument("--stack-workers", type=int, default=1, help="part stack: worker processes sharing the GPU")
+    parser.add_argument("--stack-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="part stack: a config override (e.g. finetune.autocast=bfloat16)")
     parser.add_argument("--parts", default="tests,demo,stack,bf16,lora",
                         help="which of tests, demo, stack, bf16, lora to run")
     parser.add_argument("--limit-scale", type=float, default=1.0, help="every step's time limit times this")
@@ -129,8 +133,9 @@ def main() -> None:
         experiment("demo-w1", work, base, 1, [], 100 * scale)
         experiment(f"demo-w{args.workers}", work, base, args.workers, [], 100 * scale)
     if "stack" in parts:
-        n, size = args.stack_runs, args.stack_size
-        experiment(f"demo-{n}-stack{size}", work, base, 1, [f"seeds={n}"], 200 * scale, stack=size)
+        n, size, workers = args.stack_runs, args.stack_size, args.stack_workers
+        experiment(f"demo-{n}-stack{size}-w{workers}", work, base, workers, [f"seeds={n}", *args.stack_set],
+                   200 * scale, stack=size)
     if "bf16" in parts:
         experiment(f"demo-w{args.workers}-bf16", work, base, args.workers, ["model.dtype=bfloat16"], 80 * scale)
     if "lora" not in parts:
