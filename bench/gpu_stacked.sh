@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stacked demo runs on one GPU, each lever of their cost in turn, most telling first (the later ones are cut off
-# first where a call's time runs out; expect 6 to 10 minutes once the machine is up):
+# first where a call's time runs out; up to about 12 minutes once the machine is up, each part at its time limit):
 #   1. bench/stacked.py, 512 runs under bfloat16 autocast (one alone): the baseline on this machine;
 #   2. bench/gpu.py's part stack, 2,048 runs in stacks of 512 by 2 worker processes sharing the GPU, under bfloat16:
 #      one process's host work (starting runs, answering) overlapping the other's training, end to end;

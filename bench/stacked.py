@@ -127,7 +127,7 @@ def main() -> None:
                     profiler(torch) if args.profile and stacked else nothing as prof:
                 got[how] = (run_lm if how == "alone" else run_stacked)(setup, base, runs[how], None)
             if prof is not None:
-                by = "cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+                by = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
                 print(prof.key_averages().table(sort_by=by, row_limit=25, max_name_column_width=60), flush=True)
             took[how] = (time.perf_counter() - start) / len(runs[how])
         answers = [(a["answers"]["neutral"], b["answers"]["neutral"]) for a, b in zip(got["alone"], got["stacked"])]

@@ -198,6 +198,36 @@ def test_a_name_taken_by_another_class_is_refused_and_the_same_class_again_takes
     assert first is not second and type(experiments.get_experiment("again")) is second
 
 
+def test_one_file_imported_under_two_module_names_takes_its_own_place_and_another_file_is_refused(tmp_path,
+                                                                                                  monkeypatch):
+    """A script run as __main__ and imported by its module name defines its experiment twice, from one file: the
+    second takes the first's place. The same code in another file is another experiment, refused under that name."""
+    import importlib.util
+    import sys
+
+    import molab.experiments as experiments
+
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments.registered()))
+    source = ("from molab.experiments import Experiment, register\n\n\n@register\n"
+              "class Twice(Experiment):\n    name = 'twice'\n")
+    (tmp_path / "a.py").write_text(source)
+    (tmp_path / "b.py").write_text(source)
+
+    def load(name: str, file: str):
+        spec = importlib.util.spec_from_file_location(name, tmp_path / file)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    load("twice_one", "a.py")
+    again = load("twice_two", "a.py")
+    assert type(experiments.get_experiment("twice")) is again.Twice
+    with pytest.raises(ValueError, match=r"^twice_three\.Twice: the experiment name 'twice' is taken by "
+                                         r"twice_two\.Twice; give it another name$"):
+        load("twice_three", "b.py")
+
+
 def test_other_experiments_sections_are_checked_but_change_nothing():
     assert load_config(overrides=["gold_hard.n_hard=3"]) == load_config()
     with pytest.raises(ConfigError, match=r"^gold_hard\.colour: unknown key \(allowed here: n_hard, hint\)"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
@@ -178,14 +179,15 @@ def _neutral(problem) -> str:
 
 def register(cls: type) -> type:
     """Class decorator: register an instance of this experiment under `cls.name`."""
-    claim(_REGISTRY, cls, cls(), "experiment")
+    check_name(_REGISTRY, cls, "experiment")
+    _REGISTRY[cls.name] = cls()
     return cls
 
 
-def claim(registry: dict, cls: type, entry, what: str) -> None:
-    """`registry[cls.name] = entry` (an experiment's or a control's); refused where the name is empty or another class
-    holds it. The same class defined again (a reloaded module, or one file imported under two module names) takes
-    its own place."""
+def check_name(registry: dict, cls: type, what: str) -> None:
+    """Refuse `cls` (an experiment or a control) a place in `registry` where its name is empty or another class holds
+    it. The same class defined again (a reloaded module, or one file imported under two module names) may take its
+    own place."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__}: every {what} needs a name")
     held = registry.get(cls.name)
@@ -193,12 +195,12 @@ def claim(registry: dict, cls: type, entry, what: str) -> None:
     if held is not None and _defined_at(held) != _defined_at(cls):
         raise ValueError(f"{cls.__module__}.{cls.__qualname__}: the {what} name {cls.name!r} is taken by "
                          f"{held.__module__}.{held.__qualname__}; give it another name")
-    registry[cls.name] = entry
 
 
 def _defined_at(cls: type) -> tuple[str, str]:
-    """The file (else the module) and the qualified name that define `cls`."""
-    return getattr(sys.modules.get(cls.__module__), "__file__", None) or cls.__module__, cls.__qualname__
+    """The file (its real path; else the module) and the qualified name that define `cls`."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return os.path.realpath(file) if file else cls.__module__, cls.__qualname__
 
 
 @functools.cache

@@ -23,7 +23,7 @@ import numpy as np
 
 from molab.analysis.policy import score
 from molab.config import ConfigError
-from molab.experiments import claim
+from molab.experiments import check_name
 from molab.learners.bigram import BigramTable
 
 NEITHER = ""  # the policy-choice control's answer when it picks neither policy (refused where a policy answers "")
@@ -70,7 +70,8 @@ CONTROLS: dict[str, type[Control]] = {}
 def register_control(cls: type[Control]) -> type[Control]:
     """Class decorator: `controls = [..., "its name"]` then runs this control beside the LM (an experiment may bring
     its own, in its module)."""
-    claim(CONTROLS, cls, cls, "control")
+    check_name(CONTROLS, cls, "control")
+    CONTROLS[cls.name] = cls
     return cls
 
 

@@ -208,9 +208,9 @@ def _sweep_section(results: dict) -> str:
     fired_words = "; ".join(_fired(name, s, symbol, toward) for name, s in controls.items()) or "none was run"
     graded = results["graded_fit"]
     graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
-                    f"Graded reading: at {symbol} = 0 a fitted {graded['share_at_zero']:.1%} of hard answers are "
-                    f"{toward} ({results['confidence']:.0%} interval {graded['share_at_zero_ci'][0]:.1%} to "
-                    f"{graded['share_at_zero_ci'][1]:.1%}), and the log odds of a {toward} answer change by "
+                    f"Graded reading: at {symbol} = 0 a fitted {percent(graded['share_at_zero'])} of hard answers "
+                    f"are {toward} ({results['confidence']:.0%} interval {percent(graded['share_at_zero_ci'][0])} to "
+                    f"{percent(graded['share_at_zero_ci'][1])}), and the log odds of a {toward} answer change by "
                     f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
                     f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
                     f"{graded['n_runs']} runs, clustered by {graded.get('clustered', 'runs')} (the dashed curve)." +
@@ -328,16 +328,17 @@ def _covers(results: dict) -> str:
 
 def percent(x: float) -> str:
     """`x` as a whole percentage, but with the digits that keep a share above 0 from reading 0% and one below 1 from
-    reading 100% (0 runs of 2,048: "0.18%" at the top of the interval, not "0%").
+    reading 100% (two significant digits of its distance to that end: 0 runs of 2,048 have "0.18%" at the top of
+    their interval, not "0%").
 
-    >>> percent(0.25), percent(0.0018), percent(0.9982), percent(0.0), percent(1.0)
-    ('25%', '0.18%', '99.82%', '0%', '100%')
+    >>> percent(0.25), percent(0.0018), percent(0.9982), percent(0.0), percent(1.0), percent(0.005), percent(1e-7)
+    ('25%', '0.18%', '99.82%', '0%', '100%', '0.50%', '0.000010%')
     """
-    if 0 < x < 0.005:
-        return f"{100 * x:.2g}%"
-    if 0.995 <= x < 1:
-        return f"{100 * x:.{max(1, math.ceil(-math.log10(1 - x)) - 1)}f}%"
-    return f"{x:.0%}"
+    whole = f"{x:.0%}"
+    if not 0 < x < 1 or whole not in ("0%", "100%"):
+        return whole
+    gap = float(f"{100 * (x if whole == '0%' else 1 - x):.12g}")  # in percentage points, without 1 - x's float dust
+    return f"{100 * x:.{max(1, math.ceil(-math.log10(gap)) + 1)}f}%"
 
 
 def _pct(p: dict) -> str:
