@@ -282,9 +282,9 @@ def _fmt_p(p: dict) -> str:
     if p["estimate"] is None:
         return "no runs"
     if p["ci"] is None:
-        return f"{p['k']}/{p['n']} = {p['estimate']:.2f} (one run, the same for every seed: no interval)"
+        return f"{p['k']}/{p['n']} = {percent(p['estimate'])} (one run, the same for every seed: no interval)"
     lo, hi = p["ci"]
-    return f"{p['k']}/{p['n']} = {p['estimate']:.2f} [{lo:.3f}, {hi:.3f}]"
+    return f"{p['k']}/{p['n']} = {percent(p['estimate'])} [{percent(lo)}, {percent(hi)}]"
 
 
 def _table(rows: list[list], header: list[str]) -> str:
