@@ -138,6 +138,8 @@ class Diversity(Experiment):
         return {"diversity_runs": chained, "function_census": found}
 
     def words(self, results: dict) -> str:
+        from molab.report import percent
+
         chain, found = results.get("diversity_runs") or [], results.get("function_census")
         if not found:
             return "No plain run finished, so there is no census."
@@ -153,12 +155,13 @@ class Diversity(Experiment):
                 f"sycophantic policy{first}; plain runs found {found['distinct_independent']} distinct function(s) in "
                 f"{n} runs (functions are hard diagnostic answers, equal up to {found['tolerance']:.0%} of them), the "
                 f"sycophantic policy {r} time(s); Good–Turing mass of functions no plain run found "
-                f"{unseen['estimate']:.2f} ({unseen['ci'][0]:.2f} to {unseen['ci'][1]:.2f}, approximate).{stopped} "
+                f"{percent(unseen['estimate'])} ({percent(unseen['ci'][0])} to {percent(unseen['ci'][1])}, "
+                f"approximate).{stopped} "
                 "The diversity runs form a chain (each trained against the earlier ones), so they are not counted "
                 "as independent runs.")
 
     def report(self, results: dict, runs) -> str:
-        from molab.report import COLORS, _png, _table
+        from molab.report import COLORS, _png, _table, percent
 
         chain, found = results.get("diversity_runs") or [], results.get("function_census")
         if not found:
@@ -191,7 +194,7 @@ class Diversity(Experiment):
         fig.suptitle("diversity runs by k, and the function census", fontsize=11)
         rows = [[f["function"], f["policy"], f["independent_runs"], f["runs"] - f["independent_runs"],
                  "—" if f["frequency"] is None else
-                 f"{f['frequency']:.2f} [{f['frequency_ci'][0]:.2f}, {f['frequency_ci'][1]:.2f}]",
+                 f"{percent(f['frequency'])} [{percent(f['frequency_ci'][0])}, {percent(f['frequency_ci'][1])}]",
                  " ".join(f"{v:.2f}" for v in f["distance"])] for f in fs]
         chain_rows = [[r["k"], r["seed"], r["policy"], r["outcome"],
                        *(f"{r['rates'][p]:.3f}" for p in ("honest", "sycophantic", "other")), r["function"],
