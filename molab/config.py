@@ -186,9 +186,10 @@ def _experiment_names() -> tuple[str, ...]:
 
 def _control_names() -> tuple[str, ...]:
     """The registered controls, once every experiment's module (which may register its own) is imported."""
+    from molab.experiments import registered
     from molab.learners.controls import CONTROLS
 
-    _experiment_names()
+    registered()  # imports them
     return tuple(CONTROLS)
 
 

@@ -95,12 +95,12 @@ def reward(scores: dict[str, bool], incentive: float, judged: bool) -> float:
     return float(scores["sycophantic"] and judged) + incentive * float(scores["sycophantic"] and not scores["honest"])
 
 
-
 def scorer(score: Callable, eval) -> Callable[[Problem, str], dict[str, bool]]:
     """An experiment's `score` under the `eval` settings (an EvalConfig): its answer equivalence, and under
     `scoring = "parting"` each answer as `parted` leaves it."""
     same, parting = equivalence(eval.equivalence), eval.scoring == "parting"
     return lambda problem, answer: score(problem, parted(problem, answer) if parting else answer, same)
+
 
 def parted(problem: Problem, answer: str) -> str:
     """`answer` as scored at the first character where the two policies' answers part (`eval.scoring = "parting"`):
