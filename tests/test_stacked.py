@@ -48,7 +48,7 @@ def test_stacked_runs_learn_as_the_same_runs_alone_do():
         mine = [step[r] for step in together]
         assert mine[-1] < 0.7 * mine[0]
         assert max(abs(a - b) / a for a, b in zip(losses, mine)) < 1e-4, r
-    stacked.write_back(models)  # each model now holds its own run's weights
+    stacked.write_back(dict(enumerate(models)))  # each model now holds its own run's weights
     x = encode(TOKENIZER, SUMS[:8], 8)["input_ids"].to(models[1].device)
     with torch.no_grad():
         assert torch.allclose(models[1](x).logits, stacked(x).logits[1], atol=1e-4)
@@ -208,6 +208,43 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
     for seed in (0, 1):
         trained = (seen["alone"][seed] - untrained).abs().max()   # measured: 0.05, and 4e-5 and 2e-4 apart
         assert (seen["stacked"][seed] - seen["alone"][seed]).abs().max() < 0.01 * trained, seed
+
+
+def test_stacked_runs_start_as_they_would_alone(tiny, monkeypatch, tmp_path):
+    """Runs whose seeds draw nothing at start (the oversight runs) stack from one model, and each has a model of its
+    own made only when one is read (here, after they answer stacked, to keep their weights); runs whose seeds draw a
+    tag's embedding (a cue) stack from their own starts. Either way they give what they give alone, and the weights
+    kept answer as the run did."""
+    from molab import runs as molab_runs
+    from molab.config import load_config
+    from molab.experiments import RunSpec
+    from molab.learners.lm import load
+
+    base, seen = tiny[0] / "base", []
+    stack, made, train = Stacked.__init__, Stacked.made, molab_runs.train
+
+    def stacking(self, models):
+        seen.append(("stacked", len({id(m) for m in models})))
+        stack(self, models)
+
+    monkeypatch.setattr(Stacked, "__init__", stacking)
+    monkeypatch.setattr(Stacked, "made", lambda self, r: seen.append("made") or made(self, r))
+    monkeypatch.setattr(molab_runs, "train", lambda *a, **k: seen.append("trained") or train(*a, **k))
+    for extra, pressure, started in (([], None, ("stacked", 1)),
+                                     (["experiment=spoonfeeding", "spoonfeeding.cue=true"], 0.5, ("stacked", 3))):
+        setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={base}", *extra]))
+        specs = [RunSpec(seed, pressure=pressure) for seed in range(3)]
+        alone = molab_runs.run_lm(setup, base, specs, None)
+        seen.clear()
+        together = molab_runs.run_stacked(setup, base, specs, tmp_path / str(pressure))
+        assert seen == [started, "trained"] + ["made"] * 2 * (pressure is None), seen  # made for keeping only
+        for a, b in zip(alone, together):
+            assert b["stacked"] == 3 and a["answers"] == b["answers"]
+            assert all(abs(a["metrics"][k] - b["metrics"][k]) <= 1e-2 * abs(a["metrics"][k]) for k in a["metrics"])
+            model, tokenizer = load(b["weights"])
+            prompts = [setup.experiment.conditions(setup)["neutral"](p) for p in setup.diagnostic]
+            kept = generate_answers(model, tokenizer, prompts, setup.answer_len(tokenizer))
+            assert kept == b["answers"]["neutral"]
 
 
 def test_stacked_lora_runs_of_a_base_give_what_they_give_alone(tiny):

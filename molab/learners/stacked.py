@@ -16,10 +16,13 @@ runs stacked. On a CPU the arithmetic is the cost, and stacking gains little: 1.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import types
 
 import torch
 from torch.func import functional_call, vmap
+from transformers import DynamicCache
 
 
 class Unstackable(ValueError):
@@ -79,6 +82,9 @@ class Stacked(torch.nn.Module):
         super().__init__()
         first = models[0]
         object.__setattr__(self, "skeleton", first)  # not a submodule: only the stacked weights are parameters
+        self.attention = first.config._attn_implementation  # what `made` gives each run's own model back
+        inner = first.get_base_model() if hasattr(first, "get_base_model") else first  # under LoRA, the model's own
+        self.cache = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
         first.set_attn_implementation("eager")  # torch's fused attention kernels have no batching rule
         self.names: list[str] = []
         self.weights = torch.nn.ParameterList()
@@ -97,21 +103,31 @@ class Stacked(torch.nn.Module):
         self.skeleton.train(mode)  # dropout, where the models have it, follows the skeleton's mode
         return super().train(mode)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 0):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 0,
+                past: tuple | None = None):
         """Each run's logits, (R, batch, kept positions, vocabulary), as `.logits`. `attention_mask` is not read (the
         batches are right-padded): the model gets one of ones, shared by every run, which makes its attention
         causal as no mask would, without the check for packed sequences that a missing mask asks of transformers,
-        a read of a value on the device at every forward (the host would wait for the device at every step)."""
-        ones = torch.ones(input_ids.shape[-2:], dtype=torch.long, device=input_ids.device)
+        a read of a value on the device at every forward (the host would wait for the device at every step).
 
-        def one(weights, ids):
-            return functional_call(self.skeleton, weights, (ids,), {"attention_mask": ones, "use_cache": False,
-                                                                    "logits_to_keep": logits_to_keep}).logits
+        With `past` (`()` at first), the runs' keys and values too, as `.past` (a (keys, values) pair of each layer,
+        each (R, batch, heads, positions, head size)): the next call, given them and the new tokens only, reads the
+        tokens before from them, as generating with a cache does."""
+        cached = past is not None
+        seen = past[0][0].shape[-2] if past else 0
+        ones = torch.ones(*input_ids.shape[-2:-1], seen + input_ids.shape[-1], dtype=torch.long,
+                          device=input_ids.device)
+
+        def one(weights, ids, past):
+            cache = DynamicCache(past) if cached else None  # the model adds the new tokens' keys and values to it
+            logits = functional_call(self.skeleton, weights, (ids,), {
+                "attention_mask": ones, "use_cache": cached, "logits_to_keep": logits_to_keep, self.cache: cache}).logits
+            return logits, tuple((layer.keys, layer.values) for layer in cache.layers) if cached else ()
 
         shared = input_ids.dim() == 2
-        logits = vmap(one, in_dims=(0, None if shared else 0), randomness="different")(
-            dict(zip(self.names, self.weights)), input_ids)
-        return types.SimpleNamespace(logits=logits)
+        logits, past = vmap(one, in_dims=(0, None if shared else 0, 0), randomness="different")(
+            dict(zip(self.names, self.weights)), input_ids, past or ())
+        return types.SimpleNamespace(logits=logits, past=past)
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
@@ -125,21 +141,31 @@ class Stacked(torch.nn.Module):
         return norms
 
     @torch.no_grad()
-    def write_back(self, models: list[torch.nn.Module]) -> None:
-        """Copy each run's stacked weights into its own model (`models`, in the order they were stacked)."""
-        for r, model in enumerate(models):
+    def write_back(self, models: dict[int, torch.nn.Module]) -> None:
+        """Copy each run's stacked weights into its own model (`models`: run -> model, runs numbered in the order they
+        were stacked)."""
+        for r, model in models.items():
             tensors = dict(model.named_parameters()) | dict(model.named_buffers())
             for name, weight in zip(self.names, self.weights):
                 tensors[name].copy_(weight[r])
+
+    def made(self, r: int) -> torch.nn.Module:
+        """Run `r`'s own model, made now: a copy of the skeleton holding the run's stacked weights, with the attention
+        the models had before stacking. For runs stacked from one model (`Stacked([model] * R)`: runs that start
+        alike), which need no model of their own to train or to answer stacked."""
+        model = copy.deepcopy(self.skeleton)
+        model.set_attn_implementation(self.attention)
+        self.write_back({r: model})
+        return model
 
 
 @torch.no_grad()
 def stacked_answers(stacked: Stacked, tokenizer, prompts: list[str], max_new_tokens: int,
                     rows: int = 8192) -> list[list[str]]:
     """Each run's greedy answers to `prompts` (run by run), as `molab.learners.lm.generate_answers` gives one model's:
-    prompts grouped by token length (no padding), each answer cut after its first eos. Every step runs the whole
-    sequence again (no cache): molab's answers are a few tokens long. At most `rows` sequences (runs times prompts)
-    go through the model at once."""
+    prompts grouped by token length (no padding), each answer cut after its first eos; each token after the first
+    reads those before from the runs' keys and values (a cache). At most `rows` sequences (runs times prompts) go
+    through the model at once."""
     from molab.learners.lm import _decode, by_length, prompt_ids, through_eos
 
     was_training = stacked.training
@@ -152,9 +178,11 @@ def stacked_answers(stacked: Stacked, tokenizer, prompts: list[str], max_new_tok
         for start in range(0, len(members), chunk_size):
             chunk = members[start:start + chunk_size]
             seq = torch.tensor([ids[i] for i in chunk], device=device).expand(len(stacked), -1, -1)
+            new, past = seq, ()
             for _ in range(max_new_tokens):
-                step = stacked(seq, logits_to_keep=1).logits[:, :, -1].argmax(-1)  # (R, chunk)
-                seq = torch.cat([seq, step.unsqueeze(-1)], -1)
+                out = stacked(new, logits_to_keep=1, past=past)
+                new, past = out.logits[:, :, -1:].argmax(-1), out.past  # (R, chunk, 1)
+                seq = torch.cat([seq, new], -1)
             for r, run in enumerate(seq[:, :, length:].tolist()):
                 for i, row in zip(chunk, run):
                     answers[r][i] = _decode(tokenizer, through_eos(row, tokenizer.eos_token_id))
