@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Stacked demo runs on one GPU, the parts most telling first (a call cut short still answers; up to about 15 minutes
-# once the machine is up, each part at its time limit; the first six about 10 minutes by the H100's earlier figures):
+# Stacked demo runs on one GPU, the parts most telling first (a call cut short still answers; up to about 16 minutes
+# once the machine is up, each part at its time limit; the first six about 9 minutes by the H100's earlier figures):
 #   1. bench/stacked.py, 512 runs under bfloat16 autocast (one also alone): runs a minute on this card;
 #   2. the same with the molab package in $BASELINE, where set (a folder holding another version's molab/): the same
 #      card's figure before a change;
 #   3. bench/gpu.py's part stack: the demo with 2,048 seeds in stacks of 512 under bfloat16, end to end through the CLI;
 #   4. 512 runs in float32;
 #   5. tests of stacked runs and of the diversity term's dropout, on the GPU;
-#   6. 512 runs under bfloat16, each stack compiled (`--compile`);
-#   7. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
-#   8. part stack again, by 2 worker processes sharing the GPU.
+#   6. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
+#   7. 512 runs under bfloat16, each stack compiled (`--compile`);
+#   8. 512 runs in float32 with TF32 matmuls;
+#   9. part stack again, by 2 worker processes sharing the GPU.
 # Usage: [BASELINE=DIR] bash bench/gpu_stacked.sh [DEMO_BASE]   (default runs/demo/base: run `make demo` first)
 set -u
 cd "$(dirname "$0")/.."
@@ -38,6 +39,7 @@ stacked 80 ""
 echo "== tests on the GPU"
 PYTHONPATH="$PWD:$PWD/tests" timeout 130 python3 -m pytest -q -p no:cacheprovider tests/test_stacked.py \
   tests/test_diversity.py -k "start_as or later_phase or dropout" 2>&1 | tail -3
-stacked 200 "" "${bf16[@]}" --compile
 stacked 80 "" "${bf16[@]}" --set finetune.steps=30 --profile 2>&1 | grep -v USDT
+stacked 200 "" "${bf16[@]}" --compile
+TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 stacked 80 ""
 stack_demo 240 2
