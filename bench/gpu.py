@@ -63,15 +63,18 @@ def timed(name: str, cmd: list[str], limit: float, workdir: Path) -> tuple[str, 
 
 
 def runs_done(out: Path) -> tuple[int, float, float]:
-    """(LM runs done, their mean seconds each, runs per minute between the first and the last to finish) in OUT's
-    store."""
+    """(LM runs done, their mean seconds each, runs per minute between the first and the last to finish: those that
+    finished more than 2 s after the first, over the seconds between, so that the first stack's runs, which finish
+    together, do not count as finished within that span) in OUT's store."""
     if not (out / "molab.sqlite").is_file():
         return 0, float("nan"), float("nan")
     with sqlite3.connect(out / "molab.sqlite") as db:
-        n, mean, span = db.execute("SELECT count(*), avg(seconds), (julianday(max(finished_at)) - "
-                                   "julianday(min(finished_at))) * 86400 FROM runs WHERE learner = 'lm' AND "
-                                   "status = 'done'").fetchone()
-    return n, mean or float("nan"), (n - 1) / span * 60 if span else float("nan")
+        done = "FROM runs WHERE learner = 'lm' AND status = 'done'"
+        n, mean, first, span = db.execute(f"SELECT count(*), avg(seconds), min(finished_at), (julianday(max("
+                                          f"finished_at)) - julianday(min(finished_at))) * 86400 {done}").fetchone()
+        later = db.execute(f"SELECT count(*) {done} AND julianday(finished_at) > julianday(?) + 2 / 86400.0",
+                           (first,)).fetchone()[0]
+    return n, mean or float("nan"), later / span * 60 if span else float("nan")
 
 
 def experiment(name: str, workdir: Path, base: Path | None, workers: int, sets: list[str], limit: float,
