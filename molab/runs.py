@@ -486,8 +486,9 @@ def _collector_paused():
 
 class _Unmade(Learning):
     """A stacked run's `Learning` whose model is made when first read (`make()`, e.g. `Stacked.made`): runs that start
-    alike train stacked from one model, and on a GPU answer stacked, so most never need a model of their own
-    (making 512 of the demo's took 12% of a stack's time on an H100)."""
+    alike train and answer stacked from one model, so most never need a model of their own (starting 512 of the
+    demo's runs, each a copy of the base, took 10-12% of a stack's time on an H100). Its repr and equality do not
+    make the model; a deep copy is a plain `Learning` holding a copy of it."""
 
     def __init__(self, like: Learning, seed: int, make: Callable[[], torch.nn.Module]):
         self.make, self.own = make, None
@@ -503,21 +504,31 @@ class _Unmade(Learning):
     def model(self, model):
         self.own = model
 
+    def __repr__(self) -> str:
+        return f"_Unmade(seed={self.seed}, model {'not ' * (self.own is None)}made)"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __deepcopy__(self, memo):
+        return copy.deepcopy(Learning(self.model, self.tokenizer, self.max_len, self.n_new, self.seed, self.notes,
+                                      self.drawn_tags), memo)
+
 
 def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
     """Train `specs` (stackable, one schedule; `phases`: each one's) as one `Stacked` model, the i-th phase of every
     run at once (torch seeded with the first run's seed at each), then each run's result from its own weights, the
     stacked model answering for every run at once (on a CPU as fast as each run alone: 0.18 s a run against 0.16 s,
-    the demo's 8 runs)."""
+    the demo's 8 runs). A run's own model, where made, goes once its result is in."""
     loaded = _loaded(setup, base)
     first = _start(setup, base, specs[0].seed, loaded)
     if first.drawn_tags or setup.cfg.finetune.method == "lora":  # each run's seed draws some of its start
         learnings = [first] + [_start(setup, base, spec.seed, loaded, _lengths(first)) for spec in specs[1:]]
         stacked = Stacked([learning.model for learning in learnings])
-    else:  # every run starts as the first: one model, stacked once per run
+    else:  # every run starts as the first: one model, stacked once per run, each run's own made from the stack
         stacked = Stacked([first.model] * len(specs))
-        learnings = [first] + [_Unmade(first, spec.seed, partial(stacked.made, r))
-                               for r, spec in enumerate(specs[1:], 1)]
+        learnings = [_Unmade(first, spec.seed, partial(stacked.made, r)) for r, spec in enumerate(specs)]
+    del loaded  # under LoRA its frozen weights stay, shared by the runs' models
     metrics: list[dict] = [{} for _ in specs]
     for step_phases in zip(*(phases[spec] for spec in specs)):
         torch.manual_seed(specs[0].seed)
@@ -538,8 +549,11 @@ def _train_stacked(setup: Setup, base: Path, specs: list[RunSpec], phases: dict,
             return answers[tuple(prompts)][r]
         return generate
 
-    return [_finish(setup, spec, learning, phases[spec], m, keep, answer_as(r))
-            for r, (spec, learning, m) in enumerate(zip(specs, learnings, metrics))]
+    results = []
+    for r, (spec, m) in enumerate(zip(specs, metrics)):
+        results.append(_finish(setup, spec, learnings[r], phases[spec], m, keep, answer_as(r)))
+        learnings[r] = None
+    return results
 
 
 def deterministic(setup: Setup, learner: str, spec: RunSpec, phases: list | None = None, drawn_tags: int = 0) -> bool:

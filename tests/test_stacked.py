@@ -107,7 +107,9 @@ def test_each_stacked_run_is_clipped_by_its_own_norm():
 
 
 def test_stacked_answers_are_each_runs_greedy_answers():
-    """Two different models answering at once give what each gives alone (HF generate, with its cache)."""
+    """Two different models answering at once give what each gives alone (HF generate, with its cache), and a
+    checkpoint's saved decoding settings change neither: here suppressing the token the first answer starts with,
+    which generate left to itself would honour."""
     models = [fresh(0), fresh(1)]
     for seed, model in enumerate(models):
         train(model, batches(seed), sft, steps=40, lr=1e-2, progress=False)
@@ -115,6 +117,13 @@ def test_stacked_answers_are_each_runs_greedy_answers():
     alone = [generate_answers(m, TOKENIZER, prompts, 3) for m in models]
     assert alone[0] != alone[1]
     assert stacked_answers(Stacked(models), TOKENIZER, prompts, 3, rows=64) == alone
+    first, model = TOKENIZER.convert_tokens_to_ids(alone[0][0][0]), models[0]
+    model.generation_config.suppress_tokens = [first]
+    ids = torch.tensor([TOKENIZER(prompts[0]).input_ids])
+    honoured = model.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=TOKENIZER.pad_token_id)
+    assert honoured[0, -1] != first  # HF generate itself suppresses it
+    assert generate_answers(model, TOKENIZER, prompts, 3) == alone[0]
+    assert model.generation_config.suppress_tokens == [first]  # left as it was
 
 
 def test_batches_that_cannot_be_stacked_are_refused():
@@ -170,15 +179,17 @@ def runs(out):
     return df, answers["answer"].tolist()
 
 
-def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny, monkeypatch):
+def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny, monkeypatch, tmp_path):
     """A phase's batches may read the model when the phase starts (the backdoor's red team does): stacked, each
-    run's own model then holds the weights its earlier phase trained, as it does alone."""
+    run's own model then holds the weights its earlier phase trained, as it does alone; and the weights kept at the
+    end are those the later phase trained too."""
     import dataclasses
     import gc
 
     from molab import runs as molab_runs
     from molab.config import load_config
     from molab.experiments import RunSpec
+    from molab.learners.lm import load
 
     setup = molab_runs.prepare(load_config(overrides=[*FAST, f"base={tiny[0] / 'base'}"]))
     seen: dict[str, dict[int, torch.Tensor]] = {"alone": {}, "stacked": {}}
@@ -198,9 +209,10 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
 
     monkeypatch.setattr(type(setup.experiment), "phases", phases)
     specs, base = [RunSpec(0), RunSpec(1)], tiny[0] / "base"
-    molab_runs.run_lm(setup, base, specs, None)
+    alone = molab_runs.run_lm(setup, base, specs, tmp_path / "alone")
     how = "stacked"
-    assert all(r.get("stacked") == 2 for r in molab_runs.run_stacked(setup, base, specs, None))
+    together = molab_runs.run_stacked(setup, base, specs, tmp_path / "stacked")
+    assert all(r.get("stacked") == 2 for r in together)
     assert collecting == {"alone": True, "stacked": False} and gc.isenabled()  # paused for a stack's many objects
     first = molab_runs._start(setup, base, 0)  # the run before any phase
     untrained = torch.cat([w.detach().flatten().cpu() for w in first.model.parameters()])
@@ -208,6 +220,13 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
     for seed in (0, 1):
         trained = (seen["alone"][seed] - untrained).abs().max()   # measured: 0.05, and 4e-5 and 2e-4 apart
         assert (seen["stacked"][seed] - seen["alone"][seed]).abs().max() < 0.01 * trained, seed
+    for seed, a, b in zip((0, 1), alone, together):
+        kept = {how: torch.cat([w.detach().flatten() for w in load(r["weights"])[0].parameters()])
+                for how, r in (("alone", a), ("stacked", b))}
+        again = (kept["alone"] - seen["alone"][seed]).norm()  # what the later phase trained (measured: 1.1)
+        # measured: 0.005 and 0.06 of it apart (Adam's first steps move every weight about lr, whichever way float
+        # sums in another order tip it); weights the later phase left out would be all of it apart
+        assert again > 0 and (kept["stacked"] - kept["alone"]).norm() < 0.3 * again, seed
 
 
 def test_stacked_runs_start_as_they_would_alone(tiny, monkeypatch, tmp_path):
@@ -237,7 +256,7 @@ def test_stacked_runs_start_as_they_would_alone(tiny, monkeypatch, tmp_path):
         alone = molab_runs.run_lm(setup, base, specs, None)
         seen.clear()
         together = molab_runs.run_stacked(setup, base, specs, tmp_path / str(pressure))
-        assert seen == [started, "trained"] + ["made"] * 2 * (pressure is None), seen  # made for keeping only
+        assert seen == [started, "trained"] + ["made"] * 3 * (pressure is None), seen  # made for keeping only
         for a, b in zip(alone, together):
             assert b["stacked"] == 3 and a["answers"] == b["answers"]
             assert all(abs(a["metrics"][k] - b["metrics"][k]) <= 1e-2 * abs(a["metrics"][k]) for k in a["metrics"])

@@ -9,7 +9,8 @@ import warnings
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, LlamaConfig
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, GPTNeoXConfig,
+                          LlamaConfig)
 from transformers.utils import logging as hf_logging
 
 IGNORE = -100  # label of positions that carry no loss (prompt and padding)
@@ -240,9 +241,22 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
               batch_size: int = 256) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of each prompt and of its continuation (greedy, or sampled at temperature 1), the
     continuation cut after its first eos (kept). Prompts are grouped by token length, so no padding
-    is needed and any causal LM behaves exactly as it would on one prompt at a time."""
+    is needed and any causal LM behaves exactly as it would on one prompt at a time. A checkpoint's saved decoding
+    settings (its generation_config: a repetition penalty, suppressed tokens, beams) do not apply: the answers are
+    the model's own greedy continuation or samples of its own distribution, as stacked runs' are
+    (`molab.learners.stacked.stacked_answers`)."""
     was_training = model.training
     model.eval()
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA, the model's own
+    saved, inner.generation_config = inner.generation_config, GenerationConfig()
+    try:
+        return _generated(model, tokenizer, prompts, max_new_tokens, sample, batch_size)
+    finally:
+        inner.generation_config = saved
+        model.train(was_training)
+
+
+def _generated(model, tokenizer, prompts, max_new_tokens, sample, batch_size):
     ids = prompt_ids(tokenizer, prompts)
     how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     rows: list[list[int]] = [[] for _ in prompts]
@@ -254,7 +268,6 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **how)
             for i, row in zip(chunk, out[:, length:].tolist()):
                 rows[i] = through_eos(row, tokenizer.eos_token_id)
-    model.train(was_training)
     return ids, rows
 
 
