@@ -430,44 +430,51 @@ def run_stacked(setup: Setup, base: Path, specs: list[RunSpec], keep: Path | Non
 def _in_stacks(setup: Setup, base: Path, group: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
     """The results of `group` (stackable, one schedule) trained as one stack (`_one_stack`); when a stack does not
     fit in the device's memory, the runs left in stacks of half its size (halved again as often as needed), so
-    that a `--stack` too large for the GPU costs time, not runs."""
+    that a `--stack` too large for the GPU costs time, not runs. Runs finished before (in a halved stack's first
+    half) are not trained again."""
     results, size = [], len(group)
     while len(results) < len(group):
         part = group[len(results):len(results) + size]
         try:
-            results += _one_stack(setup, base, part, phases, keep)
+            _one_stack(setup, base, part, phases, keep, results)
             continue
         except torch.OutOfMemoryError:  # only a stack raises it here (a run alone fails instead)
             pass
         gc.collect()  # here, the stack's tensors gone with the exception: those in reference cycles, then the cache
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        size = len(part) // 2
-        print(f"molab: WARNING {len(part)} stacked runs do not fit in the device's memory; stacks of {size} "
+        tried = min(size, len(group) - len(results))  # at most: a part's first half may have finished
+        size = tried // 2
+        print(f"molab: WARNING {tried} stacked runs do not fit in the device's memory; stacks of {size} "
               "from here", file=sys.stderr)
     return results
 
 
-def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep: Path | None) -> list[dict]:
-    """`part`'s results, trained as one stack; one at a time when they cannot stack. Where a loss stops being finite
-    or the stack raises (but for running out of memory, which `_in_stacks` meets), each half trains as a stack of its
-    own, so that the run that fails is found in about log2(len(part)) stacks and fails alone."""
+def _one_stack(setup: Setup, base: Path, part: list[RunSpec], phases: dict, keep: Path | None,
+               done: list[dict]) -> None:
+    """Add `part`'s results to `done`, trained as one stack; one at a time when they cannot stack. Where a loss stops
+    being finite or the stack raises (but for running out of memory, which `_in_stacks` meets), each half trains as a
+    stack of its own, so that the run that fails is found in about log2(len(part)) stacks and fails alone."""
     if len(part) == 1:
-        return run_lm(setup, base, part, keep)
+        done += run_lm(setup, base, part, keep)
+        return
     try:
         with _collector_paused():
-            return [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+            done += [r | {"stacked": len(part)} for r in _train_stacked(setup, base, part, phases, keep)]
+        return
     except torch.OutOfMemoryError:
         raise
     except Unstackable:
-        return run_lm(setup, base, part, keep)
+        done += run_lm(setup, base, part, keep)
+        return
     except TrainingDiverged:
         pass  # halved, below, once the stack's tensors have gone with the exception
     except Exception as e:  # noqa: BLE001 (halved too, so that only a run that raises alone fails)
         print(f"molab: WARNING a stack of {len(part)} runs raised {_failed(e)['error']}; its halves apart",
               file=sys.stderr)
     half = len(part) // 2
-    return _one_stack(setup, base, part[:half], phases, keep) + _one_stack(setup, base, part[half:], phases, keep)
+    _one_stack(setup, base, part[:half], phases, keep, done)
+    _one_stack(setup, base, part[half:], phases, keep, done)
 
 
 @contextlib.contextmanager

@@ -326,6 +326,21 @@ def test_a_stack_too_large_for_the_devices_memory_trains_in_smaller_stacks(tiny,
     err = capsys.readouterr().err
     assert all(f"a stack of {n} runs raised ValueError: went wrong; its halves apart" in err for n in (5, 3, 2))
 
+    def raises_then_runs_out(setup, base, specs, phases, keep):  # a stack that raises, whose second half is too large
+        tried.append(len(specs))
+        if 0 in [spec.seed for spec in specs]:
+            raise ValueError("went wrong")
+        if len(specs) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return train_stacked(setup, base, specs, phases, keep)
+
+    tried.clear()
+    monkeypatch.setattr(molab_runs, "_train_stacked", raises_then_runs_out)
+    kept = molab_runs.run_stacked(setup, base, specs, None)
+    assert tried == [5, 2, 3]  # [0..4] raises; [0, 1] raises: each alone; [2, 3, 4] runs out: each alone, [0, 1] kept
+    assert [r.get("error") for r in kept] == [None] * 5 and [r.get("stacked", 1) for r in kept] == [1] * 5
+    assert "3 stacked runs do not fit in the device's memory; stacks of 1" in capsys.readouterr().err
+
 
 def test_a_sweep_with_stacked_runs_gives_what_runs_alone_give(tiny, tmp_path, monkeypatch):
     """The fast experiment on the tiny base, in this process, each run alone and then `--stack 4`: the same runs
