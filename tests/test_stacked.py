@@ -19,9 +19,9 @@ TOKENIZER = char_tokenizer("0123456789+=", ())
 SUMS = [(f"{a}+{b}=", str(a + b)[::-1]) for a in range(10) for b in range(10)]
 
 
-def fresh(seed: int):
+def fresh(seed: int, architecture: str = "llama"):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(width=32, depth=1, heads=2, compile=False), TOKENIZER, 8)
+    return build_model(ModelConfig(width=32, depth=1, heads=2, compile=False, architecture=architecture), TOKENIZER, 8)
 
 
 def batches(seed: int):
@@ -106,11 +106,12 @@ def test_each_stacked_run_is_clipped_by_its_own_norm():
             assert torch.allclose(w.grad[r], g, rtol=1e-5, atol=1e-9)
 
 
-def test_stacked_answers_are_each_runs_greedy_answers():
-    """Two different models answering at once give what each gives alone (HF generate, with its cache), and a
-    checkpoint's saved decoding settings change neither: here suppressing the token the first answer starts with,
-    which generate left to itself would honour."""
-    models = [fresh(0), fresh(1)]
+@pytest.mark.parametrize("architecture", ["llama", "gpt_neox"])
+def test_stacked_answers_are_each_runs_greedy_answers(architecture):
+    """Two different models answering at once give what each gives alone (HF generate, with its cache), in each
+    architecture molab builds, and a checkpoint's saved decoding settings change neither: here suppressing the token
+    the first answer starts with, which generate left to itself would honour."""
+    models = [fresh(0, architecture), fresh(1, architecture)]
     for seed, model in enumerate(models):
         train(model, batches(seed), sft, steps=40, lr=1e-2, progress=False)
     prompts = [p for p, _ in SUMS] + ["1+1="]  # one prompt of a length of its own (no padding anywhere)
