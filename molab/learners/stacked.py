@@ -120,8 +120,9 @@ class Stacked(torch.nn.Module):
 
         def one(weights, ids, past):
             cache = DynamicCache(past) if cached else None  # the model adds the new tokens' keys and values to it
-            logits = functional_call(self.skeleton, weights, (ids,), {
-                "attention_mask": ones, "use_cache": cached, "logits_to_keep": logits_to_keep, self.cache: cache}).logits
+            logits = functional_call(self.skeleton, weights, (ids,), {"attention_mask": ones, "use_cache": cached,
+                                                                     "logits_to_keep": logits_to_keep,
+                                                                     self.cache: cache}).logits
             return logits, tuple((layer.keys, layer.values) for layer in cache.layers) if cached else ()
 
         shared = input_ids.dim() == 2
