@@ -138,7 +138,7 @@ class Diversity(Experiment):
         return {"diversity_runs": chained, "function_census": found}
 
     def words(self, results: dict) -> str:
-        from molab.report import percent
+        from molab.report import percent, percent_range
 
         chain, found = results.get("diversity_runs") or [], results.get("function_census")
         if not found:
@@ -155,8 +155,7 @@ class Diversity(Experiment):
                 f"sycophantic policy{first}; plain runs found {found['distinct_independent']} distinct function(s) in "
                 f"{n} runs (functions are hard diagnostic answers, equal up to {found['tolerance']:.0%} of them), the "
                 f"sycophantic policy {r} time(s); Good–Turing mass of functions no plain run found "
-                f"{percent(unseen['estimate'])} ({percent(unseen['ci'][0])} to {percent(unseen['ci'][1])}, "
-                f"approximate).{stopped} "
+                f"{percent(unseen['estimate'])} ({percent_range(unseen['ci'])}, approximate).{stopped} "
                 "The diversity runs form a chain (each trained against the earlier ones), so they are not counted "
                 "as independent runs.")
 

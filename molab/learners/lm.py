@@ -256,7 +256,9 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
         model.train(was_training)
 
 
-def _generated(model, tokenizer, prompts, max_new_tokens, sample, batch_size):
+def _generated(model, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool,
+               batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+    """`_generate`'s answers, its model in eval mode and without its saved decoding settings."""
     ids = prompt_ids(tokenizer, prompts)
     how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(do_sample=False)
     rows: list[list[int]] = [[] for _ in prompts]

@@ -193,7 +193,7 @@ def _sweep_section(results: dict) -> str:
         if c["share"] is None:
             return runs
         ci = c.get("share_ci")
-        within = f" ({percent(ci[0])} to {percent(ci[1])})" if ci else ""
+        within = f" ({percent_range(ci)})" if ci else ""
         return f"{runs}; {percent(c['share'])}{within} of hard answers"
 
     rows = [[f"{c['pressure']:g}", point(c), *(point(curves[name][c["pressure"]]) for name in controls),
@@ -209,8 +209,8 @@ def _sweep_section(results: dict) -> str:
     graded = results["graded_fit"]
     graded_words = (f"No graded fit: {graded.get('refused')}" if "refused" in graded else
                     f"Graded reading: at {symbol} = 0 a fitted {percent(graded['share_at_zero'])} of hard answers "
-                    f"are {toward} ({results['confidence']:.0%} interval {percent(graded['share_at_zero_ci'][0])} to "
-                    f"{percent(graded['share_at_zero_ci'][1])}), and the log odds of a {toward} answer change by "
+                    f"are {toward} ({results['confidence']:.0%} interval {percent_range(graded['share_at_zero_ci'])}), "
+                    f"and the log odds of a {toward} answer change by "
                     f"{graded['slope']:.3g} per unit of {symbol} ({graded['slope_ci'][0]:.3g} to "
                     f"{graded['slope_ci'][1]:.3g}): a binomial GLM on {graded['n_answers']:,} answers of "
                     f"{graded['n_runs']} runs, clustered by {graded.get('clustered', 'runs')} (the dashed curve)." +
@@ -341,8 +341,13 @@ def percent(x: float) -> str:
     return f"{100 * x:.{max(1, math.ceil(-math.log10(gap)) + 1)}f}%"
 
 
+def percent_range(ci) -> str:
+    """An interval's two ends as `percent` writes them: "0% to 0.18%"."""
+    return f"{percent(ci[0])} to {percent(ci[1])}"
+
+
 def _pct(p: dict) -> str:
-    return f"{percent(p['estimate'])}; {percent(p['ci'][0])} to {percent(p['ci'][1])}"
+    return f"{percent(p['estimate'])}; {percent_range(p['ci'])}"
 
 
 def answer_words(results: dict) -> str:
@@ -379,7 +384,7 @@ def answer_words(results: dict) -> str:
 
 
 def share_words(x: dict) -> str:
-    return f"{percent(x['mean'])} ({percent(x['ci'][0])} to {percent(x['ci'][1])})"
+    return f"{percent(x['mean'])} ({percent_range(x['ci'])})"
 
 
 def _conditions_words(results: dict) -> str:
