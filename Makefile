@@ -34,6 +34,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/stacked.py
 	$(BIN)/python bench/answer_logits.py
 	$(BIN)/python bench/autocast.py
+	$(BIN)/python bench/onednn.py
 	$(BIN)/python bench/prior_odds_efficiency.py
 	bash bench/demo_time.sh
 	bash bench/sweep_time.sh

@@ -11,6 +11,7 @@
 #   7. 512 runs under bfloat16, each stack compiled (`--compile`);
 #   8. 512 runs in float32 with TF32 matmuls;
 #   9. part stack again, by 2 worker processes sharing the GPU.
+# First, in seconds, bench/onednn.py on the machine's CPU: whether molab's rule for oneDNN's linear layers holds there.
 # Usage: [BASELINE=DIR] bash bench/gpu_stacked.sh [DEMO_BASE]   (default runs/demo/base: run `make demo` first)
 set -u
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ stack_demo() {  # LIMIT WORKERS: bench/gpu.py's part stack
 }
 PYTHONPATH="$PWD" python3 -c "import torch, transformers; print(torch.cuda.get_device_name(), 'torch', \
 torch.__version__, 'transformers', transformers.__version__)"
+PYTHONPATH="$PWD" timeout 60 python3 bench/onednn.py
 stacked 100 "" "${bf16[@]}"
 [ -n "${BASELINE:-}" ] && stacked 100 "$BASELINE" "${bf16[@]}"
 stack_demo 210 1

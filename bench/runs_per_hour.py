@@ -7,8 +7,11 @@ greedily. Three ways of running them:
 
 - `molab`: `molab.runs.run_lm` in this process, with torch's own thread count, exactly as a sweep with one
   worker runs it;
-- `Trainer`: what a user would write with `Trainer` and `model.generate` (prompts left-padded, in batches
-  of 256), in this process, with the same threads;
+- `molab, torch's linear layers`: the same, its linear layers left to torch's own matmul where molab would have
+  them compute through oneDNN (`molab.learners.onednn`: on a CPU with AVX-512 that is not Intel's); the same as
+  `molab` elsewhere;
+- `Trainer`: what a user would write with `Trainer` and `model.generate` (the model loaded by transformers, prompts
+  left-padded, in batches of 256), in this process, with the same threads;
 - `molab sweep`: two runs at once through molab's default executor for this machine (`--workers 2`: two
   worker processes, the cores shared among them), timed from submission to the last result; a run's time
   is the pair's wall time over two.
@@ -25,20 +28,23 @@ Without a base at --base, the demo's base is pretrained there first (about 4 min
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 from transformers.utils import logging as hf_logging
 
 from molab.bases import capable_base
 from molab.config import load_config
 from molab.execution import Executor, run_all
 from molab.experiments import RunSpec
-from molab.learners.lm import encode, load
+from molab.learners import onednn
+from molab.learners.lm import encode, load_tokenizer
 from molab.runs import execute, prepare, run_lm
 from molab.training.phase import trimmed
 
@@ -46,7 +52,7 @@ from molab.training.phase import trimmed
 def trainer_run(setup, base: Path, seed: int) -> list[str]:
     """One run the plain way: Trainer on the run's examples, then model.generate on the diagnostic prompts."""
     f, spec = setup.cfg.finetune, RunSpec(seed)
-    model, tokenizer = load(base, dropout=f.dropout)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(base, attention_dropout=f.dropout), load_tokenizer(base)
     pairs = [(setup.runs_prompt(p), label) for p, label in setup.train]
     rows = encode(tokenizer, pairs, setup.max_len(tokenizer, setup.problems()))
     data = [{k: v[i] for k, v in rows.items()} for i in range(len(pairs))]
@@ -91,25 +97,28 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     setup = prepare(load_config(overrides=args.overrides))
     base = capable_base(setup, Path(args.base))
-    names = ("molab", "Trainer", "molab sweep")
+    names = ("molab", "molab, torch's linear layers", "Trainer", "molab sweep")
     seconds: dict[str, list[float]] = {name: [] for name in names}
     shares: dict[str, list[tuple]] = {name: [] for name in names}
     with Executor(workers=2).started() as executor:
         for seed in range(args.runs + 1):
             for name in names:
                 start = time.perf_counter()
-                if name == "molab":
-                    answered = [next(iter(run_lm(setup, base, [RunSpec(seed)], None)[0]["answers"].values()))]
-                elif name == "Trainer":
+                if name == "Trainer":
                     answered = [trainer_run(setup, base, seed)]
-                else:  # two seeds of their own, so that no worker repeats a run another contender made
+                elif name == "molab sweep":  # two seeds of their own, so that no worker repeats another's run
                     tasks = [(setup, base, "lm", [RunSpec(1000 + 2 * seed + i)], None, False) for i in range(2)]
                     answered = [next(iter(r["answers"].values())) for rs in run_all(execute, tasks, executor)
                                 for r in rs]
+                else:
+                    linears = contextlib.nullcontext() if name == "molab" else mock.patch.object(onednn, "pays",
+                                                                                               lambda: False)
+                    with linears:
+                        answered = [next(iter(run_lm(setup, base, [RunSpec(seed)], None)[0]["answers"].values()))]
                 took = (time.perf_counter() - start) / len(answered)
                 for answers in answered:
                     honest, sycophantic = hard_shares(setup, answers)
-                    print(f"{name:11} seed {seed}: {took:6.2f} s a run; hard problems {honest:.3f} honest, "
+                    print(f"{name:28} seed {seed}: {took:6.2f} s a run; hard problems {honest:.3f} honest, "
                           f"{sycophantic:.3f} sycophantic{' (warm-up, not counted)' if seed == 0 else ''}", flush=True)
                     if seed:
                         shares[name].append((honest, sycophantic))
@@ -120,11 +129,11 @@ def main() -> None:
           f"sweep's 2 workers; {f.steps} steps of {f.batch_size}, {len(setup.diagnostic)} diagnostic problems; "
           f"{args.runs} counted rounds")
     for name, s in seconds.items():
-        print(f"{name:11} {statistics.median(s):6.2f} s per run (median; {', '.join(f'{x:.2f}' for x in s)}), "
+        print(f"{name:28} {statistics.median(s):6.2f} s per run (median; {', '.join(f'{x:.2f}' for x in s)}), "
               f"{3600 / statistics.median(s):5.0f} runs/hour; hard problems, mean over runs: "
               f"{statistics.mean(h for h, _ in shares[name]):.3f} honest, "
               f"{statistics.mean(y for _, y in shares[name]):.3f} sycophantic")
-    for name in ("molab", "molab sweep"):
+    for name in (n for n in names if n != "Trainer"):
         ratio = statistics.median(seconds["Trainer"]) / statistics.median(seconds[name])
         print(f"{name} runs per hour / Trainer runs per hour: {ratio:.2f}x")
 

@@ -52,7 +52,15 @@ def resume_and_compare(out: Path, reference: dict) -> None:
 def workers_of(pid: int) -> list[int]:
     """The pool's worker processes of `pid` (not multiprocessing's resource tracker)."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+    return [int(p) for p in out if "spawn_main" in _cmdline(int(p))]
+
+
+def _cmdline(pid: int) -> str:
+    """A process's command line; "" once it has ended (a short-lived child, gone between ps and here)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+    except FileNotFoundError:
+        return ""
 
 
 def alive(pid: int) -> bool:

@@ -13,6 +13,8 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, Gener
                           LlamaConfig)
 from transformers.utils import logging as hf_logging
 
+from molab.learners.onednn import faster_linears
+
 IGNORE = -100  # label of positions that carry no loss (prompt and padding)
 
 
@@ -58,15 +60,19 @@ def autocast(dtype: str | None):
 def load(path: str | Path, dropout: float | None = None, dtype: str = "float32", chat: bool = False,
          device_map: str | None = None):
     """Model (on `device()`, or placed layer by layer by accelerate's `device_map`; its weights in `dtype`: a torch
-    dtype's name, or "auto" for the checkpoint's own) and tokenizer (`load_tokenizer`) saved with `save_pretrained`
-    at `path`."""
+    dtype's name, or "auto" for the checkpoint's own; on a CPU, its linear layers through oneDNN where that pays:
+    `molab.learners.onednn`) and tokenizer (`load_tokenizer`) saved with `save_pretrained` at `path`."""
     hf_logging.disable_progress_bar()  # a bar per load would bury molab's own progress bars
     config = AutoConfig.from_pretrained(path)
     if dropout is not None and hasattr(config, "attention_dropout"):
         config.attention_dropout = dropout
     dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, device_map=device_map)
-    return model if device_map else model.to(device()), load_tokenizer(path, chat)
+    if not device_map:
+        model = model.to(device())
+        if device().type == "cpu":
+            faster_linears(model)
+    return model, load_tokenizer(path, chat)
 
 
 def with_lora(model, options):
