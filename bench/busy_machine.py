@@ -43,6 +43,7 @@ def measure(seconds: float, overrides: list[str]) -> dict:
 
     from molab.config import load_config
     from molab.learners.lm import build_model, encode
+    from molab.learners.onednn import faster_linears
     from molab.learners.tokenizer import char_tokenizer
     from molab.runs import prepare
     from molab.training.loop import train
@@ -52,7 +53,7 @@ def measure(seconds: float, overrides: list[str]) -> dict:
     setup, m = prepare(cfg), cfg.model
     tokenizer = char_tokenizer(setup.alphabet, (m.honest_tag, m.sycophantic_tag))
     max_len = setup.max_len(tokenizer)
-    model = build_model(m, tokenizer, max_len)
+    model = faster_linears(build_model(m, tokenizer, max_len))  # as a run's model computes (compiled: unchanged)
     corpus = setup.experiment.corpus(setup.world, cfg, random.Random(0))
     batch = encode(tokenizer, [next(corpus) for _ in range(m.batch_size)], max_len)
     rates: dict[str, float] = {}
