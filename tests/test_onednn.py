@@ -43,8 +43,8 @@ def test_onednn_layers_learn_as_plain_ones():
 
 
 def test_onednn_layers_leave_other_computations_to_nn_linear(monkeypatch):
-    """Under autocast, inside torch.func transforms (stacked runs), and in other dtypes each layer is nn.Linear: no
-    oneDNN product is made (counted), and the results are exactly nn.Linear's."""
+    """Under autocast, inside torch.func transforms (stacked runs), on no rows and in other dtypes each layer is
+    nn.Linear: no oneDNN product is made (counted), and the results are exactly nn.Linear's."""
     calls = []
     monkeypatch.setattr(onednn, "_linear", lambda *a: calls.append(1) or torch.nn.functional.linear(*a))
     layer = nn.Linear(8, 4)
@@ -58,6 +58,9 @@ def test_onednn_layers_leave_other_computations_to_nn_linear(monkeypatch):
     weights = {k: torch.stack([v, v + 1]) for k, v in layer.state_dict().items()}
     stacked = torch.func.vmap(lambda w: torch.func.functional_call(fast, w, (x,)))(weights)
     assert torch.equal(stacked, torch.func.vmap(lambda w: torch.func.functional_call(layer, w, (x,)))(weights))
+    empty = torch.zeros(0, 8, requires_grad=True)
+    fast(empty).sum().backward()
+    assert empty.grad.shape == (0, 8)
     assert torch.equal(fast.double()(x.double()), layer.double()(x.double()))
     assert not calls
 

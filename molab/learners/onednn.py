@@ -10,8 +10,8 @@ answers) took 11.3-11.9 s against 14.2-15.1 s with one thread, 8.5-9.4 against 1
 own order of additions, so results differ from MKL's in the last bits, as they do with the thread count) where that
 pays: a CPU whose vendor is not Intel, with AVX-512, a torch with oneDNN. A layer falls back to `nn.Linear`'s own
 forward wherever oneDNN's would not be the same computation or cannot run: other devices and dtypes, autocast
-(which gives matmuls in bfloat16 their own oneDNN kernels), inputs of `torch.func` transforms (stacked runs) and
-tracing by torch.compile.
+(which gives matmuls in bfloat16 their own oneDNN kernels), inputs of `torch.func` transforms (stacked runs),
+tracing by torch.compile, and empty inputs.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class OneDNNLinear(nn.Linear):
     """`nn.Linear`, its float32 products on the CPU through oneDNN (`_OneDNN`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu") or not (_plain(x) and _plain(self.weight)):
+        if (torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu") or not x.numel()  # (none: oneDNN fails)
+                or not (_plain(x) and _plain(self.weight) and self.weight.is_contiguous())):
             return super().forward(x)
         return _OneDNN.apply(x.contiguous(), self.weight, self.bias)
 
