@@ -4,7 +4,8 @@ torch's CPU builds multiply float32 matrices with MKL, which runs its AVX-512 ke
 an AMD processor with AVX-512 (Zen 4 and later) it runs its AVX2 ones, at half the arithmetic a cycle. oneDNN, which
 torch ships too, picks its kernels by what the processor can do. On a 2-core AMD EPYC (Zen 5) one thread multiplied
 the demo's 448 x 128 by 128 x 512 in 547 us through MKL and 249 us through oneDNN; a demo run (300 steps, its
-answers) took 11.3-11.9 s against 14.2-15.1 s with one thread, 8.5-9.4 against 10.6-10.8 with two.
+answers) took 11.3-11.9 s against 14.2-15.1 s with one thread, and 0.98-1.17x less time with two
+(bench/runs_per_hour.py).
 
 `faster_linears(model)` makes the model's `nn.Linear` layers compute the same float32 products through oneDNN (its
 own order of additions, so results differ from MKL's in the last bits, as they do with the thread count) where that
