@@ -12,7 +12,7 @@ own order of additions, so results differ from MKL's in the last bits, as they d
 pays: a CPU whose vendor is not Intel, with AVX-512, a torch with oneDNN. A layer falls back to `nn.Linear`'s own
 forward wherever oneDNN's would not be the same computation or cannot run: other devices and dtypes, autocast
 (which gives matmuls in bfloat16 their own oneDNN kernels), inputs of `torch.func` transforms (stacked runs),
-tracing by torch.compile, and empty inputs.
+tracing by torch.compile, empty inputs and non-contiguous weights.
 """
 
 from __future__ import annotations
