@@ -75,6 +75,11 @@ def load(path: str | Path, dropout: float | None = None, dtype: str = "float32",
     return model, load_tokenizer(path, chat)
 
 
+def unwrapped(model):
+    """The transformers model itself: under LoRA, the model peft wraps (holding the adapters); else `model`."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def with_lora(model, options):
     """`model` with low-rank adapters (peft) on `options.target_modules` (a LoraOptions), only they trainable; the
     base's weights stay as they are."""
@@ -253,7 +258,7 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, sample:
     (`molab.learners.stacked.stacked_answers`)."""
     was_training = model.training
     model.eval()
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA, the model's own
+    inner = unwrapped(model)
     saved, inner.generation_config = inner.generation_config, GenerationConfig()
     try:
         return _generated(model, tokenizer, prompts, max_new_tokens, sample, batch_size)

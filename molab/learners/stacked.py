@@ -11,7 +11,7 @@ runs one at a time would, up to the order of float sums.
 It is built for a GPU, where one small model's step costs kernel launches rather than arithmetic: on an H100, 512
 of the demo's runs stacked went 90x as fast as one at a time in float32 (786 runs a minute), and under bfloat16
 autocast 983 a minute (113x one float32 run alone); there a stack's step costs the GPU's work, which grows with the
-runs stacked. On a CPU the arithmetic is the cost, and stacking gains little: 1.16-1.24x (bench/stacked.py).
+runs stacked. On a CPU the arithmetic is the cost, and stacking gains little: 1.16-1.26x (bench/stacked.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import types
 import torch
 from torch.func import functional_call, vmap
 from transformers import DynamicCache
+
+from molab.learners.lm import _decode, by_length, prompt_ids, through_eos, unwrapped
 
 
 class Unstackable(ValueError):
@@ -83,8 +85,8 @@ class Stacked(torch.nn.Module):
         first = models[0]
         object.__setattr__(self, "skeleton", first)  # not a submodule: only the stacked weights are parameters
         self.attention = first.config._attn_implementation  # what `made` gives each run's own model back
-        inner = first.get_base_model() if hasattr(first, "get_base_model") else first  # under LoRA, the model's own
-        self.cache = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+        forward = inspect.signature(unwrapped(first).forward)
+        self.cache = "cache" if "cache" in forward.parameters else "past_key_values"
         first.set_attn_implementation("eager")  # torch's fused attention kernels have no batching rule
         self.names: list[str] = []
         self.weights = torch.nn.ParameterList()
@@ -167,8 +169,6 @@ def stacked_answers(stacked: Stacked, tokenizer, prompts: list[str], max_new_tok
     prompts grouped by token length (no padding), each answer cut after its first eos; each token after the first
     reads those before from the runs' keys and values (a cache). At most `rows` sequences (runs times prompts) go
     through the model at once."""
-    from molab.learners.lm import _decode, by_length, prompt_ids, through_eos
-
     was_training = stacked.training
     stacked.eval()
     ids = prompt_ids(tokenizer, prompts)
