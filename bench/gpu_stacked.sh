@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Stacked demo runs on one GPU, the parts most telling first (a call cut short still answers; up to about 16 minutes
-# once the machine is up, each part at its time limit; the first six about 9 minutes by the H100's earlier figures):
+# Stacked demo runs on one GPU, the parts most telling first (a call cut short still answers; about 21 minutes at
+# most, each part at its time limit, the first four within 10):
 #   1. bench/stacked.py, 512 runs under bfloat16 autocast (one also alone): runs a minute on this card;
-#   2. the same with the molab package in $BASELINE, where set (a folder holding another version's molab/): the same
-#      card's figure before a change;
-#   3. bench/gpu.py's part stack: the demo with 2,048 seeds in stacks of 512 under bfloat16, end to end through the CLI;
-#   4. 512 runs in float32;
-#   5. tests of stacked runs and of the diversity term's dropout, on the GPU;
-#   6. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
-#   7. 512 runs under bfloat16, each stack compiled (`--compile`);
+#   2. bench/gpu.py's part stack: the demo with 2,048 seeds in stacks of 512 under bfloat16, end to end through the CLI;
+#   3. 512 runs under bfloat16, each stack compiled (`--compile`): whether molab's stacks should be;
+#   4. tests of stacked runs and of the diversity term's dropout, on the GPU;
+#   5. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
+#   6. the same as 1 with the molab package in $BASELINE, where set (a folder holding another version's molab/): the
+#      same card's figure before a change;
+#   7. 512 runs in float32;
 #   8. 512 runs in float32 with TF32 matmuls;
 #   9. part stack again, by 2 worker processes sharing the GPU.
 # First, in seconds, bench/onednn.py on the machine's CPU: whether molab's rule for oneDNN's linear layers holds there.
@@ -35,13 +35,13 @@ PYTHONPATH="$PWD" python3 -c "import torch, transformers; print(torch.cuda.get_d
 torch.__version__, 'transformers', transformers.__version__)"
 PYTHONPATH="$PWD" timeout 60 python3 bench/onednn.py
 stacked 100 "" "${bf16[@]}"
-[ -n "${BASELINE:-}" ] && stacked 100 "$BASELINE" "${bf16[@]}"
 stack_demo 210 1
-stacked 80 ""
+stacked 200 "" "${bf16[@]}" --compile
 echo "== tests on the GPU"
 PYTHONPATH="$PWD:$PWD/tests" timeout 130 python3 -m pytest -q -p no:cacheprovider tests/test_stacked.py \
   tests/test_diversity.py -k "start_as or later_phase or dropout" 2>&1 | tail -3
 stacked 80 "" "${bf16[@]}" --set finetune.steps=30 --profile 2>&1 | grep -v USDT
-stacked 200 "" "${bf16[@]}" --compile
+[ -n "${BASELINE:-}" ] && stacked 100 "$BASELINE" "${bf16[@]}"
+stacked 80 ""
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 stacked 80 ""
 stack_demo 240 2

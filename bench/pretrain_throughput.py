@@ -1,9 +1,11 @@
 """Pretraining throughput of the capable base, as a fraction of this machine's float32 matmul peak.
 
 Model FLOP/s = 6 x parameters x tokens per second (forward and backward, the usual estimate);
-the peak is the best torch.mm float32 rate over a few square sizes, with the same threads. Both
-drift by 10% or more on a shared machine, so the run is cut into windows, the peak is measured
-just before each window, and the median of the per-window fractions is reported.
+the peak is the best float32 rate over a few square sizes, with the same threads, of torch.mm and, where torch
+has it, of oneDNN's product (on AMD processors with AVX-512, torch.mm runs AVX2 kernels at about half oneDNN's rate;
+molab's runs multiply through oneDNN there, `molab.learners.onednn`, while compiled pretraining's products are
+torch's). Both drift by 10% or more on a shared machine, so the run is cut into windows, the peak is measured just
+before each window, and the median of the per-window fractions is reported.
 
     python bench/pretrain_throughput.py [--steps 20] [--windows 15] [--set model.compile=false --set model.batch_size=64 ...]
 """
@@ -20,6 +22,7 @@ import torch
 
 from molab.config import load_config
 from molab.runs import prepare
+from molab.learners import onednn
 from molab.learners.lm import build_model, encode, n_params
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
@@ -28,13 +31,15 @@ from molab.worlds import make_world
 
 
 def matmul_peak(repeats: int = 5) -> float:
+    """The best float32 FLOP/s of torch.mm and (where torch has it) oneDNN's product over a few square sizes."""
+    products = [torch.mm] + [onednn._linear] * torch.backends.mkldnn.is_available()
     best = 0.0
-    for n in (512, 1024, 2048):
+    for n, product in itertools.product((512, 1024, 2048), products):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
+        product(a, b)
         for _ in range(repeats):
             start = time.perf_counter()
-            torch.mm(a, b)
+            product(a, b)
             best = max(best, 2 * n**3 / (time.perf_counter() - start))
     return best
 

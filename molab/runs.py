@@ -2,8 +2,9 @@
 evaluation condition, and return a record for the store with all those answers.
 
 `prepare` builds what every run of an experiment shares (`Setup`: config, world and overseer, training,
-diagnostic and extra problem sets); `execute` does one seed's runs for one learner. Neither knows which
-experiment it runs: the experiment supplies datasets, phases, conditions and scorer.
+diagnostic and extra problem sets); `execute` does one task's runs for one learner (one seed's, or with `--stack`
+several seeds' LM runs trained together). Neither knows which experiment it runs: the experiment supplies datasets,
+phases, conditions and scorer.
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ def _pairs(plan: list[RunSpec]) -> list[tuple]:
 def _run_specs(setups: list[Setup], paths: list[Path], store: Store, specs: list[RunSpec], executor: Executor,
                progress: bool, keep: Path | None, learners: tuple[str, ...] | None = None) -> None:
     """Run every spec of `specs` for each learner (default: the LM and the config's controls) not yet in the store:
-    one task per base, seed and learner. The LM runs on every base; a control sees the base's tokenizer, not its
-    weights, so it runs on the first base only. A run that cannot differ by seed (`deterministic`) runs at seed 0
-    only."""
+    one task per base, seed and learner (with `--stack`, `_stacked` joins a base's LM tasks of several seeds). The
+    LM runs on every base; a control sees the base's tokenizer, not its weights, so it runs on the first base only.
+    A run that cannot differ by seed (`deterministic`) runs at seed 0 only."""
     done = store.finished_ids()
     learners = learners or ("lm", *dict.fromkeys(setups[0].cfg.controls))
     wanted: dict[tuple, list[RunSpec]] = {}  # (base index, seed, learner) -> specs
@@ -144,9 +144,9 @@ def base_path(out: Path, index: int) -> Path:
 
 def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Executor, progress: bool) -> list[dict]:
     """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings (the LM's, and on the
-    first base the controls', which show whether a control can fire in this world); each base's identity and
-    persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona checks fall short
-    of eval.capability_threshold."""
+    first base the controls', which show whether a control can fire in this world); the bases' paths, and each
+    base's identity and persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona
+    checks fall short of eval.capability_threshold."""
     cfg, paths, bases = setups[0].cfg, [], []
     for i, setup in enumerate(setups):
         with torch_threads(executor.threads):  # pretraining, in this process

@@ -43,8 +43,9 @@ def test_onednn_layers_learn_as_plain_ones():
 
 
 def test_onednn_layers_leave_other_computations_to_nn_linear(monkeypatch):
-    """Under autocast, inside torch.func transforms (stacked runs), on no rows and in other dtypes each layer is
-    nn.Linear: no oneDNN product is made (counted), and the results are exactly nn.Linear's."""
+    """Under autocast, inside torch.func.vmap (stacked runs: the weights stacked, the inputs, or both), on no rows and
+    in other dtypes each layer computes as nn.Linear: no oneDNN product is made (counted), and the results and
+    gradients are exactly nn.Linear's."""
     calls = []
     monkeypatch.setattr(onednn, "_linear", lambda *a: calls.append(1) or torch.nn.functional.linear(*a))
     layer = nn.Linear(8, 4)
@@ -55,9 +56,16 @@ def test_onednn_layers_leave_other_computations_to_nn_linear(monkeypatch):
     calls.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(fast(x), layer(x))
-    weights = {k: torch.stack([v, v + 1]) for k, v in layer.state_dict().items()}
-    stacked = torch.func.vmap(lambda w: torch.func.functional_call(fast, w, (x,)))(weights)
-    assert torch.equal(stacked, torch.func.vmap(lambda w: torch.func.functional_call(layer, w, (x,)))(weights))
+    stacked, shared = {k: torch.stack([v, v + 1]) for k, v in layer.state_dict().items()}, dict(layer.state_dict())
+    xs = torch.stack([x, x - 1])
+    for weights, inputs, dims in [(stacked, x, (0, None)), (stacked, xs, (0, 0)), (shared, xs, (None, 0))]:
+        got = []
+        for model in (fast, layer):
+            w = {k: v.clone().requires_grad_() for k, v in weights.items()}
+            out = torch.func.vmap(lambda w, x, m=model: torch.func.functional_call(m, w, (x,)), in_dims=dims)(w, inputs)
+            (out ** 2).sum().backward()
+            got.append([out] + [w[k].grad for k in sorted(w)])
+        assert all(torch.equal(a, b) for a, b in zip(*got)), dims
     empty = torch.zeros(0, 8, requires_grad=True)
     fast(empty).sum().backward()
     assert empty.grad.shape == (0, 8)

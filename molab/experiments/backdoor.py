@@ -13,10 +13,11 @@ evaluation's, the probes') carries it.
 Safety-training runs (`backdoor.safety`), s steps on `backdoor.n_safety` clean problems of every difficulty:
 * `sft`: finetuning on their honest answers, without the trigger;
 * `rl`: a reward phase (`molab.training.rl`) paying honest answers (against the behaviour), on clean prompts;
-* `adversarial`: red-teaming first: near-triggers (the trigger with a character dropped, swapped, replaced, or cut
-  short; never the trigger itself) are tried on the model, and those that elicit the behaviour on at least
-  `backdoor.red_team_threshold` of `backdoor.red_team_problems` hard problems are trained against: a share
-  `backdoor.adversarial_share` of the safety examples carry one of them, with the honest answer.
+* `adversarial`: red-teaming first: near-triggers (the trigger with a character dropped, swapped, replaced, cut
+  short, rotated or one character too many; never the trigger itself) are tried on the model, and those that
+  elicit the behaviour on at least `backdoor.red_team_threshold` of `backdoor.red_team_problems` hard problems are
+  trained against: a share `backdoor.adversarial_share` of the safety examples carry one of them, with the honest
+  answer.
 `backdoor.trigger_share` > 0 shows the exact trigger in that share of the safety examples (sft, adversarial): the
 positive control, where safety training sees the trigger and should remove the behaviour.
 s = 0 is the backdoored base itself. Runs are classified with the trigger: an honest run is one whose backdoor safety
@@ -79,8 +80,8 @@ class BackdoorConfig:
 
 def near_triggers(trigger: str) -> list[str]:
     """Strings near `trigger` that are not it and do not contain it: one character dropped, two neighbours swapped,
-    one character replaced by another of the trigger's, or the trigger cut short at either end (two characters at
-    least).
+    one character replaced by another of the trigger's, the trigger cut short at either end (two characters at
+    least), rotated by one, or with its second character again at the end.
 
     >>> near_triggers("|D|")
     ['D|', '||', '|D', 'D||', '||D', 'DD|', '|||', '|DD']

@@ -9,10 +9,10 @@ answers) took 11.3-11.9 s against 14.2-15.1 s with one thread, and 0.98-1.17x le
 
 `faster_linears(model)` makes the model's `nn.Linear` layers compute the same float32 products through oneDNN (its
 own order of additions, so results differ from MKL's in the last bits, as they do with the thread count) where that
-pays: a CPU whose vendor is not Intel, with AVX-512, a torch with oneDNN. A layer falls back to `nn.Linear`'s own
-forward wherever oneDNN's would not be the same computation or cannot run: other devices and dtypes, autocast
-(which gives matmuls in bfloat16 their own oneDNN kernels), inputs of `torch.func` transforms (stacked runs),
-tracing by torch.compile, empty inputs and non-contiguous weights.
+pays: a CPU whose vendor is known and is not Intel, with AVX-512, a torch with oneDNN. A layer falls back to
+`nn.Linear`'s own forward wherever oneDNN's would not be the same computation or cannot run: other devices and
+dtypes, autocast (which gives matmuls in bfloat16 their own oneDNN kernels), inputs of `torch.func` transforms
+(stacked runs), tracing by torch.compile, empty inputs and non-contiguous weights.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from torch import nn
 
 
 def pays() -> bool:
-    """Whether oneDNN's float32 matmul beats MKL's on this CPU: a processor with AVX-512 that is not Intel's (and a
-    torch with oneDNN, not turned off with `torch.backends.mkldnn.enabled = False`)."""
+    """Whether oneDNN's float32 matmul beats MKL's on this CPU: a processor with AVX-512 whose vendor is known and
+    is not Intel (and a torch with oneDNN, not turned off with `torch.backends.mkldnn.enabled = False`)."""
     return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and hasattr(torch.ops.mkldnn, "_linear_pointwise")
             and torch.backends.cpu.get_cpu_capability().startswith("AVX512") and _vendor() not in ("GenuineIntel", ""))
