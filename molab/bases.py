@@ -84,8 +84,9 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
                     "reverse the answer strings)"))
         print(f"molab: WARNING after {len(losses)} {what} steps (model.pretrain_steps) the base follows its "
               f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of hard "
-              f"problems, below eval.capability_threshold {threshold}; try more steps (model.pretrain_steps) or a "
-              f"wider model (model.width, model.depth){reverse}")
+              f"problems, below eval.capability_threshold {threshold}; try another draw (model.seed: one "
+              f"{what} can stall where the next does not), more steps (model.pretrain_steps) or a wider model "
+              f"(model.width, model.depth){reverse}")
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     hf_logging.disable_progress_bar()

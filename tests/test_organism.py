@@ -415,6 +415,7 @@ def test_pretraining_stops_once_capable_and_says_what_to_try_when_not(tmp_path, 
     assert made["steps"] == 60 and [c["step"] for c in made["capability_curve"]] == [20, 40, 60]
     warning = capsys.readouterr().out
     assert "after 60 pretraining steps (model.pretrain_steps)" in warning and "model.width" in warning
+    assert "another draw (model.seed" in warning
     assert "reverse_answers" not in warning  # already so: nothing to try there
     capable_base(prepare(load_config(overrides=quick + ["world.reverse_answers=false"])), tmp_path / "forward",
                  progress=False)
