@@ -3,8 +3,8 @@
 On this machine's CPU, at the demo's sizes (a batch of 32 rows of 14 tokens, 128 wide, layers to 512 and back) and
 at a larger one, with one thread and with all: the median time of a forward and backward of `nn.Linear` and of
 molab's `OneDNNLinear` on the same weights, and whether molab uses oneDNN here (`pays`: a processor with AVX-512
-that is not Intel's). Where the rule and the timings disagree (oneDNN much faster where molab does not use it, or
-slower where it does), the rule is wrong for this processor.
+whose vendor is known and is not Intel). Where the rule and the timings disagree (oneDNN much faster where molab
+does not use it, or slower where it does), the rule is wrong for this processor.
 
     python bench/onednn.py
 """

@@ -8,8 +8,8 @@ greedily. Three ways of running them:
 - `molab`: `molab.runs.run_lm` in this process, with torch's own thread count, exactly as a sweep with one
   worker runs it;
 - `molab, torch's linear layers`: the same, its linear layers left to torch's own matmul where molab would have
-  them compute through oneDNN (`molab.learners.onednn`: on a CPU with AVX-512 that is not Intel's); the same as
-  `molab` elsewhere;
+  them compute through oneDNN (`molab.learners.onednn`: on a CPU with AVX-512 whose vendor is known and is not
+  Intel); the same as `molab` elsewhere;
 - `Trainer`: what a user would write with `Trainer` and `model.generate` (the model loaded by transformers, prompts
   left-padded, in batches of 256), in this process, with the same threads;
 - `molab sweep`: two runs at once through molab's default executor for this machine (`--workers 2`: two

@@ -142,7 +142,8 @@ def base_path(out: Path, index: int) -> Path:
     return out / ("base" if index == 0 else f"base-{index}")
 
 
-def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Executor, progress: bool) -> list[dict]:
+def _capable_bases(setups: list[Setup], out: Path, store: Store, executor: Executor,
+                   progress: bool) -> tuple[list[Path], list[dict]]:
     """Pretrain (or reuse) every base, check it with its persona tags, and run its ceilings (the LM's, and on the
     first base the controls', which show whether a control can fire in this world); the bases' paths, and each
     base's identity and persona-tag capability, for `summarize`. Warns about every base whose ceilings or persona
