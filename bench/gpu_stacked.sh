@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Stacked demo runs on one GPU, the parts most telling first (a call cut short still answers; about 21 minutes at
 # most, each part at its time limit, the first four within 10):
-#   1. bench/stacked.py, 512 runs under bfloat16 autocast (one also alone): runs a minute on this card;
-#   2. bench/gpu.py's part stack: the demo with 2,048 seeds in stacks of 512 under bfloat16, end to end through the CLI;
-#   3. 512 runs under bfloat16, each stack compiled (`--compile`): whether molab's stacks should be;
-#   4. tests of stacked runs and of the diversity term's dropout, on the GPU;
-#   5. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
-#   6. the same as 1 with the molab package in $BASELINE, where set (a folder holding another version's molab/): the
+#   1. tests of stacked runs and of the diversity term's dropout, on the GPU;
+#   2. bench/stacked.py, 512 runs under bfloat16 autocast (one also alone): runs a minute on this card;
+#   3. bench/gpu.py's part stack: the demo with 2,048 seeds in stacks of 512 under bfloat16, end to end through the CLI;
+#   4. a profile of 30 stacked steps under bfloat16 (which ops take the device's time);
+#   5. the same as 2 with the molab package in $BASELINE, where set (a folder holding another version's molab/): the
 #      same card's figure before a change;
-#   7. 512 runs in float32;
-#   8. 512 runs in float32 with TF32 matmuls;
+#   6. 512 runs in float32;
+#   7. 512 runs in float32 with TF32 matmuls;
+#   8. 512 runs under bfloat16, the stack compiled (`--compile`; on an H200, 2.4x slower than eager, compiling included);
 #   9. part stack again, by 2 worker processes sharing the GPU.
 # First, in seconds, bench/onednn.py on the machine's CPU: whether molab's rule for oneDNN's linear layers holds there.
 # Usage: [BASELINE=DIR] bash bench/gpu_stacked.sh [DEMO_BASE]   (default runs/demo/base: run `make demo` first)
@@ -34,14 +34,14 @@ stack_demo() {  # LIMIT WORKERS: bench/gpu.py's part stack
 PYTHONPATH="$PWD" python3 -c "import torch, transformers; print(torch.cuda.get_device_name(), 'torch', \
 torch.__version__, 'transformers', transformers.__version__)"
 PYTHONPATH="$PWD" timeout 60 python3 bench/onednn.py
+echo "== tests on the GPU"
+PYTHONPATH="$PWD:$PWD/tests" timeout 130 python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_stacked.py \
+  tests/test_diversity.py -k "start_as or later_phase or dropout" 2>&1 | tail -8
 stacked 100 "" "${bf16[@]}"
 stack_demo 210 1
-stacked 200 "" "${bf16[@]}" --compile
-echo "== tests on the GPU"
-PYTHONPATH="$PWD:$PWD/tests" timeout 130 python3 -m pytest -q -p no:cacheprovider tests/test_stacked.py \
-  tests/test_diversity.py -k "start_as or later_phase or dropout" 2>&1 | tail -3
 stacked 80 "" "${bf16[@]}" --set finetune.steps=30 --profile 2>&1 | grep -v USDT
 [ -n "${BASELINE:-}" ] && stacked 100 "$BASELINE" "${bf16[@]}"
 stacked 80 ""
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 stacked 80 ""
+stacked 200 "" "${bf16[@]}" --compile
 stack_demo 240 2

@@ -43,7 +43,8 @@ class WorldConfig:
     reverse_answers: bool = param(
         True, "write answers least-significant digit first, so a small LM can learn carrying (arithmetic)")
     pad_operands: bool = param(True, "zero-pad operands to world.digits, so every digit keeps its place (arithmetic)")
-    path: str | None = param(None, "JSONL file of problems (jsonl world); relative paths are from the working directory")
+    path: str | None = param(None, "JSONL file of problems (jsonl world); relative paths are from the working "
+                             "directory")
     n_diagnostic: int = param(256, "held-out diagnostic problems per half, easy and hard (arithmetic; a JSONL world "
                               "uses every diagnostic line)", low=8, high=100_000)
     seed: int = param(0, "seed of the world's problem draws (diagnostic set, training pool)", low=0)
@@ -69,8 +70,8 @@ class SchemeConfig:
     difficulties: tuple[int, ...] = param((0, 1), "difficulties that get training labels", low=0)
     labeler: str = param("overseer", "who labels the training problems", choices=("gold", "overseer"))
     confident_only: bool = param(True, "keep only problems the overseer is confident about")
-    digits: tuple[int, ...] | None = param(None, "operand sizes (digits) in the training data; unset = 1 to world.digits (arithmetic)",
-                                           low=1, high=6)
+    digits: tuple[int, ...] | None = param(None, "operand sizes (digits) in the training data; unset = 1 to "
+                                           "world.digits (arithmetic)", low=1, high=6)
     operations: tuple[str, ...] | None = param(None, "operations in the training data; unset = all (arithmetic)",
                                                item_choices=("+", "-"))
     n_train: int = param(2000, "number of finetuning examples", low=1, high=10_000_000)
@@ -101,8 +102,8 @@ class ModelConfig:
                                              low=0.0, high=1.0)
     chat_template: bool = param(False, "wrap every prompt as a user's message in the tokenizer's chat template (a "
                                 "local checkpoint that has one)")
-    device_map: str | None = param(None, "where a local checkpoint's layers go: unset = all on one device (the GPU when "
-                                   "there is one); auto = spread over every GPU, then the CPU, by accelerate",
+    device_map: str | None = param(None, "where a local checkpoint's layers go: unset = all on one device (the GPU "
+                                   "when there is one); auto = spread over every GPU, then the CPU, by accelerate",
                                    choices=("auto",))
     dtype: str = param("float32", "weights' dtype in the runs (a local checkpoint's as saved with auto); a base molab "
                        "pretrains is pretrained in float32", choices=("float32", "bfloat16", "float16", "auto"))
@@ -132,13 +133,15 @@ class FinetuneConfig:
     batch_size: int = param(32, "finetuning batch size", low=1, high=65_536)
     lr: float = param(3e-4, "finetuning learning rate: gentle, so runs keep the base's own choice in their "
                       "context rather than relearn the task", low=1e-8, high=1.0)
-    dropout: float = param(0.0, "attention dropout during finetuning (the base is pretrained without)", low=0.0, high=0.9)
+    dropout: float = param(0.0, "attention dropout during finetuning (the base is pretrained without)",
+                           low=0.0, high=0.9)
     autocast: str | None = param(None, "mixed precision for the runs (training, answers, probes): their matmuls in "
                                  "this dtype under torch.autocast, the weights kept in model.dtype; unset = none. On "
                                  "a CPU with bfloat16 instructions a step of a 10.7M-parameter model took about half "
                                  "the time, of the demo's model 0.75-0.9 (bench/autocast.py). On an H100, 512 of the "
                                  "demo's runs stacked took 0.061 s a run against 0.076 in float32, and one run alone "
-                                 "12.6 s against 6.9 (bench/stacked.py)", choices=("bfloat16",))
+                                 "12.6 s against 6.9 (bench/stacked.py); on an H200, 512 stacked 0.048 s a run",
+                                 choices=("bfloat16",))
 
 
 @dataclass(frozen=True)
@@ -196,20 +199,22 @@ def _control_names() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = param("oversight", "the registered experiment to run; built in: oversight (runs at one "
-                            "setting), incentive and spoonfeeding (sweeps over pressure), diversity (a chain of runs, each "
-                            "pushed away from the earlier ones, and the function census), password_lock and backdoor "
-                            "(a policy put in behind a password or trigger, and training that tries to move it)", choices=_experiment_names)
+                            "setting), incentive and spoonfeeding (sweeps over pressure), diversity (a chain of runs, "
+                            "each pushed away from the earlier ones, and the function census), password_lock and "
+                            "backdoor (a policy put in behind a password or trigger, and training that tries to "
+                            "move it)", choices=_experiment_names)
     seeds: int = param(16, "number of runs (at each pressure): seeds 0..seeds-1", low=1, high=100_000)
     base: str | None = param(None, "local path of a transformers causal LM and tokenizer; unset = pretrain one")
-    bases: int = param(1, "bases pretrained (differing only in model.seed), each with `seeds` runs and its own ceilings; "
-                       "results are reported per base and pooled", low=1, high=1000)
+    bases: int = param(1, "bases pretrained (differing only in model.seed), each with `seeds` runs and its own "
+                       "ceilings; results are reported per base and pooled", low=1, high=1000)
     keep: str = param("none", "what a run keeps besides its answers: none, or final (its final weights, in "
                       "weights/RUN_ID of the output folder); runs already recorded are not redone",
                       choices=("none", "final"))
-    controls: tuple[str, ...] = param(("bigram", "policy_choice"), "simple-learner controls that meet the same data and "
-                                      "pressure as the LM: bigram (the bigram table on the same tokens), policy_choice "
-                                      "(naive Bayes choosing a policy per problem from shallow prompt features), or one "
-                                      "an experiment registers (molab.learners.controls.register_control)",
+    controls: tuple[str, ...] = param(("bigram", "policy_choice"), "simple-learner controls that meet the same data "
+                                      "and pressure as the LM: bigram (the bigram table on the same tokens), "
+                                      "policy_choice (naive Bayes choosing a policy per problem from shallow prompt "
+                                      "features), or one an experiment registers "
+                                      "(molab.learners.controls.register_control)",
                                       item_choices=_control_names)
     world: WorldConfig = field(default_factory=WorldConfig)
     overseer: OverseerConfig = field(default_factory=OverseerConfig)
@@ -355,8 +360,8 @@ def _check_cross_fields(cfg: ExperimentConfig, experiment) -> None:
             raise ConfigError(f"sweep.pressures: a sweep needs at least two distinct pressure values, got "
                               f"{list(cfg.sweep.pressures)}")
         if pressure.high is not None and pressures[-1] > pressure.high:
-            raise ConfigError(f"sweep.pressures: {pressure.symbol} ({pressure.name}) must be in [0, {pressure.high:g}], "
-                              f"got {pressures[-1]:g}")
+            raise ConfigError(f"sweep.pressures: {pressure.symbol} ({pressure.name}) must be in [0, "
+                              f"{pressure.high:g}], got {pressures[-1]:g}")
     if cfg.base and cfg.bases > 1:
         raise ConfigError(f"bases: {cfg.bases} bases need pretraining, but base is a local checkpoint ({cfg.base})")
     _check_checkpoint("base", cfg.base)

@@ -9,7 +9,7 @@ import torch
 
 from conftest import FAST
 from molab.config import ModelConfig
-from molab.learners.lm import IGNORE, build_model, encode, generate_answers
+from molab.learners.lm import IGNORE, build_model, device, encode, generate_answers
 from molab.learners.stacked import Stacked, Unstackable, stacked_answers, stacked_batches
 from molab.learners.tokenizer import char_tokenizer
 from molab.training.loop import train
@@ -222,7 +222,7 @@ def test_a_later_phase_meets_each_stacked_run_as_its_earlier_phase_left_it(tiny,
         trained = (seen["alone"][seed] - untrained).abs().max()   # measured: 0.05, and 4e-5 and 2e-4 apart
         assert (seen["stacked"][seed] - seen["alone"][seed]).abs().max() < 0.01 * trained, seed
     for seed, a, b in zip((0, 1), alone, together):
-        kept = {how: torch.cat([w.detach().flatten() for w in load(r["weights"])[0].parameters()])
+        kept = {how: torch.cat([w.detach().flatten().cpu() for w in load(r["weights"])[0].parameters()])
                 for how, r in (("alone", a), ("stacked", b))}
         again = (kept["alone"] - seen["alone"][seed]).norm()  # what the later phase trained (measured: 1.1)
         # measured: 0.005 and 0.06 of it apart (Adam's first steps move every weight about lr, whichever way float
@@ -258,13 +258,29 @@ def test_stacked_runs_start_as_they_would_alone(tiny, monkeypatch, tmp_path):
         seen.clear()
         together = molab_runs.run_stacked(setup, base, specs, tmp_path / str(pressure))
         assert seen == [started, "trained"] + ["made"] * 3 * (pressure is None), seen  # made for keeping only
-        for a, b in zip(alone, together):
-            assert b["stacked"] == 3 and a["answers"] == b["answers"]
-            assert all(abs(a["metrics"][k] - b["metrics"][k]) <= 1e-2 * abs(a["metrics"][k]) for k in a["metrics"])
-            model, tokenizer = load(b["weights"])
+        for seed, run in enumerate(together):
+            assert run["stacked"] == 3 and its_own(run, alone, seed)
+            model, tokenizer = load(run["weights"])
             prompts = [setup.experiment.conditions(setup)["neutral"](p) for p in setup.diagnostic]
-            kept = generate_answers(model, tokenizer, prompts, setup.answer_len(tokenizer))
-            assert kept == b["answers"]["neutral"]
+            kept = {"answers": {"neutral": generate_answers(model, tokenizer, prompts, setup.answer_len(tokenizer))}}
+            assert its_own(kept, [{"answers": {"neutral": r["answers"]["neutral"]}} for r in together], seed)
+
+
+def its_own(run: dict, runs: list[dict], seed: int) -> bool:
+    """Whether `run` (its answers by condition, and its metrics if it has them) is run `seed`'s among `runs`: on a
+    CPU, whose kernels multiply one model and a stack of them in the same order, the same answers and metrics
+    within 1%; on a GPU, whose kernels for the two round differently (on the tiny base some answers are near ties,
+    and Adam's first steps follow the sign of tiny gradients), closer to run `seed`'s in both than to any other run's
+    (the tiny base's runs alone differ on 23 to 37 of their 64 answers, and by 10% or more in their first loss)."""
+    def apart(other: dict) -> tuple[int, float]:
+        answers, metrics = run["answers"], run.get("metrics", {})
+        return (sum(x != y for c in answers for x, y in zip(answers[c], other["answers"][c], strict=True)),
+                max((abs(metrics[k] - other["metrics"][k]) / (abs(other["metrics"][k]) or 1) for k in metrics),
+                    default=0.0))
+    mine = apart(runs[seed])
+    if device().type == "cpu":
+        return mine[0] == 0 and mine[1] <= 1e-2
+    return all(mine[0] < n and mine[1] <= m for other, (n, m) in enumerate(map(apart, runs)) if other != seed)
 
 
 def test_stacked_lora_runs_of_a_base_give_what_they_give_alone(tiny):
