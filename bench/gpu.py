@@ -12,8 +12,8 @@
 
 Runs per minute count the LM runs the store holds as done, over the whole command's wall time (start-up, the base's
 check and the controls included); a step cut short at its time limit counts the runs it finished. "In its task" is
-60 over a run's mean share of its task's time (`seconds` in the store): the runs' own throughput, without start-up. GPU memory is
-sampled with nvidia-smi every 0.25 s: all processes together, their CUDA contexts included.
+60 over a run's mean share of its task's time (`seconds` in the store): the runs' own throughput, without start-up. GPU
+memory is sampled with nvidia-smi every 0.25 s: all processes together, their CUDA contexts included.
 
 Usage: python bench/gpu.py DEMO_BASE WORKDIR [--workers 8] [--stack-runs 2048] [--stack-size 512]
                           [--stack-workers 1] [--stack-set KEY=VALUE ...] [--parts ...] [--limit-scale 1]

@@ -7,7 +7,8 @@ molab's runs multiply through oneDNN there, `molab.learners.onednn`, while compi
 torch's). Both drift by 10% or more on a shared machine, so the run is cut into windows, the peak is measured just
 before each window, and the median of the per-window fractions is reported.
 
-    python bench/pretrain_throughput.py [--steps 20] [--windows 15] [--set model.compile=false --set model.batch_size=64 ...]
+    python bench/pretrain_throughput.py [--steps 20] [--windows 15]
+        [--set model.compile=false --set model.batch_size=64 ...]
 """
 
 from __future__ import annotations

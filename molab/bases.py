@@ -49,7 +49,8 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
             return Path(cfg.base)
         lr, weight_decay, compile, what = cfg.finetune.lr, 0.0, False, "conditioning"
     else:
-        # a condition (password, trigger) written <like_this> is one token, as the persona tags are; any other is spelled
+        # a condition (password, trigger) written <like_this> is one token, as the persona tags are; any other is
+        # spelled
         prefixes = [x for x in setup.experiment.personas(cfg).values() if x not in (m.honest_tag, m.sycophantic_tag)]
         tags = (m.honest_tag, m.sycophantic_tag, *(x for x in prefixes if re.fullmatch(r"<[^<>]+>", x)))
         spelled = "".join(x for x in prefixes if x not in tags)
@@ -83,8 +84,8 @@ def capable_base(setup, path: Path, progress: bool = True) -> Path:
                    ("world.reverse_answers = true)" if w.kind == "arithmetic" else "in a JSONL world of numbers, "
                     "reverse the answer strings)"))
         print(f"molab: WARNING after {len(losses)} {what} steps (model.pretrain_steps) the base follows its "
-              f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of hard "
-              f"problems, below eval.capability_threshold {threshold}; try another draw (model.seed: one "
+              f"personas on {curve[-1]['honest']:.3f} (honest) and {curve[-1]['sycophantic']:.3f} (sycophantic) of "
+              f"hard problems, below eval.capability_threshold {threshold}; try another draw (model.seed: one "
               f"{what} can stall where the next does not), more steps (model.pretrain_steps) or a wider model "
               f"(model.width, model.depth){reverse}")
     tmp = path.with_name(path.name + ".tmp")

@@ -73,8 +73,8 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
                         "alone): many small runs at once on a GPU")
     parser.add_argument("--executor", default="local", help="where the runs go: local (this process or --workers "
                         "processes) or ray (a Ray cluster; molab starts a local one without --address)")
-    parser.add_argument("--gpus-per-task", type=float, default=None, metavar="G", help="with --executor ray: GPUs each task "
-                        "asks Ray for (default: 1 on a cluster with GPUs, else 0; 0.125 lets 8 tasks share a GPU; "
+    parser.add_argument("--gpus-per-task", type=float, default=None, metavar="G", help="with --executor ray: GPUs each "
+                        "task asks Ray for (default: 1 on a cluster with GPUs, else 0; 0.125 lets 8 tasks share a GPU; "
                         "with --stack, one task a GPU)")
     parser.add_argument("--address", default=None, help="with --executor ray: HOST:PORT of a running Ray cluster's "
                         "head; its nodes must see the output folder (a shared filesystem) and have molab installed")

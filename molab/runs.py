@@ -222,8 +222,8 @@ def _check_learner(setup: Setup) -> None:
     if cfg.model.device_map and importlib.util.find_spec("accelerate") is None:
         raise ConfigError("model.device_map: placing layers needs accelerate (pip install accelerate)")
     if cfg.model.chat_template and not (cfg.base and load_tokenizer(cfg.base).chat_template):
-        raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base else
-                          "only a local checkpoint (base = PATH) has a chat template"))
+        raise ConfigError("model.chat_template: " + (f"the tokenizer of {cfg.base} has no chat template" if cfg.base
+                          else "only a local checkpoint (base = PATH) has a chat template"))
     if cfg.finetune.method != "lora":
         return
     tags = (cfg.model.honest_tag, cfg.model.sycophantic_tag)
@@ -267,9 +267,10 @@ def _check_overseer(world, problems: list[Problem]) -> None:
     wrong = [p for p in problems if p.disagree and world.overseer.confident(p)]
     if wrong:
         p = min(wrong, key=lambda q: q.difficulty)
-        raise ConfigError(f"overseer.competence: the overseer is confident up to difficulty {world.overseer.competence} "
-                          f"but wrong at difficulty {p.difficulty} (on {p.prompt} it answers {p.sycophantic!r}, the "
-                          f"truth is {p.honest!r}); set overseer.competence below {p.difficulty}")
+        raise ConfigError(f"overseer.competence: the overseer is confident up to difficulty "
+                          f"{world.overseer.competence} but wrong at difficulty {p.difficulty} (on {p.prompt} it "
+                          f"answers {p.sycophantic!r}, the truth is {p.honest!r}); set overseer.competence below "
+                          f"{p.difficulty}")
 
 
 def run_id(setup: Setup, learner: str, spec: RunSpec) -> str:

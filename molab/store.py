@@ -5,8 +5,8 @@ oversight experiment), its full config, the code revision and package versions, 
 "failed"), the failure reason, its training metrics (losses) as JSON, and where its kept weights are.
 Its answers to every diagnostic problem under every evaluation condition are in `answers` (zlib-
 compressed JSON, one row per run and condition), beside its answers to any set an experiment has every run
-answer unscored (`outputs`: condition "set:NAME", negative positions); the problems themselves are stored once per problem
-set in `problem_sets`. A run and its answers are written in one transaction. Writing a run that is
+answer unscored (`outputs`: condition "set:NAME", negative positions); the problems themselves are stored once per
+problem set in `problem_sets`. A run and its answers are written in one transaction. Writing a run that is
 already stored replaces nothing: `finished_ids` lets a sweep skip it, so re-running a sweep resumes it.
 
 Nothing derived is stored: `load_results` scores the answers when it is called, so a new policy
@@ -254,7 +254,8 @@ def load_outputs(out: str | Path, name: str) -> dict[str, list[str]]:
 
 def _flat(prefix: str, d: dict) -> dict:
     return {k: v for name, value in d.items()
-            for k, v in (_flat(f"{prefix}{name}.", value) if isinstance(value, dict) else {prefix + name: value}).items()}
+            for k, v in (_flat(f"{prefix}{name}.", value) if isinstance(value, dict)
+                         else {prefix + name: value}).items()}
 
 
 def load_results(out: str | Path, eval=None) -> pd.DataFrame:

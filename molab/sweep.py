@@ -2,9 +2,9 @@
 analysis into results.json and the report.
 
 `run_experiment` composes the stages: `prepare` (world, overseer, data; once per base) -> `capable_base` ->
-`capability` (persona tags) and the ceiling runs -> the experiment's plan (asked again after each batch of runs, so a plan may depend on earlier runs) and,
-in sweeps, adaptive rounds -> `summarize` -> `write_report`. Runs already in the store are skipped, so
-running the same command again resumes it.
+`capability` (persona tags) and the ceiling runs -> the experiment's plan (asked again after each batch of runs, so a
+plan may depend on earlier runs) and, in sweeps, adaptive rounds -> `summarize` -> `write_report`. Runs already in the
+store are skipped, so running the same command again resumes it.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def test_lora_incentive_runs_with_the_adapter_as_kl_reference(checkpoint, tmp_pa
     (["model.dtype=float8"], r"^model\.dtype: 'float8' is not one of"),
     (["finetune.autocast=float16"], r"^finetune\.autocast: 'float16' is not one of"),
     (["model.dtype=float16"], r"^model\.dtype: float16 weights diverge under full finetuning"),
-    (["model.chat_template=true"], r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
+    (["model.chat_template=true"],
+     r"^model\.chat_template: only a local checkpoint \(base = PATH\) has a chat template"),
     (["model.device_map=auto"], r"^model\.device_map: only for a local checkpoint \(base = PATH\)"),
 ])
 def test_lora_and_dtype_mistakes_are_refused_naming_the_key(overrides, message):

@@ -1,4 +1,5 @@
-"""Conditional organisms: the password-locked and the backdoored base, the runs that try to move them, and the probes."""
+"""Conditional organisms: the password-locked and the backdoored base, the runs that try to move them, and the
+probes."""
 
 import json
 
@@ -127,8 +128,8 @@ def test_a_given_capable_checkpoint_is_locked_by_finetuning_and_a_locked_one_is_
         return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in given.iterdir() if f.is_file()}
 
     files = digests()
-    common = [*SMALL, "experiment=password_lock", "sweep.pressures=[0, 4]", "seeds=1", "password_lock.n_demonstrations=8",
-              "model.pretrain_steps=600", "model.check_every=100"]
+    common = [*SMALL, "experiment=password_lock", "sweep.pressures=[0, 4]", "seeds=1",
+              "password_lock.n_demonstrations=8", "model.pretrain_steps=600", "model.check_every=100"]
     out = tmp_path / "locked"
     results = run_experiment(load_config(overrides=[*common, f"base={given}"]), out, progress=False)
     curve = json.loads((out / "base" / "molab_base.json").read_text())["capability_curve"]
@@ -241,8 +242,8 @@ def backdoored(tmp_path_factory):
     examples) on the same base, in one folder."""
     out = tmp_path_factory.mktemp("backdoor")
     # a five-character trigger: at the prompt's last token the tiny model keeps a linear trace of it (of "|D|", less)
-    common = [*SMALL, "experiment=backdoor", "backdoor.trigger='|DEP|'", "sweep.pressures=[0, 64]", "backdoor.n_safety=256",
-              "backdoor.probe_layers=[0, 2]", "backdoor.red_team_problems=8"]
+    common = [*SMALL, "experiment=backdoor", "backdoor.trigger='|DEP|'", "sweep.pressures=[0, 64]",
+              "backdoor.n_safety=256", "backdoor.probe_layers=[0, 2]", "backdoor.red_team_problems=8"]
     clean = run_experiment(load_config(overrides=common), out, progress=False)
     shown = run_experiment(load_config(overrides=[*common, "backdoor.trigger_share=0.5"]), out, progress=False)
     return clean, shown

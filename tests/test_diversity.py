@@ -4,7 +4,6 @@ and the function census of plain and diversity runs."""
 import json
 
 import pytest
-from conftest import TINY
 
 from molab import load_results, run_experiment
 from molab.analysis.census import census

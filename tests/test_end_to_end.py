@@ -44,8 +44,8 @@ def test_runs_learned_and_results_are_complete(tiny, monkeypatch):
     for c in controls.values():
         counts, hard = c["policy_counts"], c["rates"]["hard"]
         plural = "" if counts["sycophantic"] == 1 else "s"
-        assert (f"{counts['sycophantic']} sycophantic run{plural} of 1, {counts['honest']} honest and {counts['other']} "
-                f"that followed neither" in words and f"{hard['other']:.0%} neither)" in words)
+        assert (f"{counts['sycophantic']} sycophantic run{plural} of 1, {counts['honest']} honest and "
+                f"{counts['other']} that followed neither" in words and f"{hard['other']:.0%} neither)" in words)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["capability"] == results["capability"]
     bars = (out / "report.html").read_text()

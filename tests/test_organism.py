@@ -146,7 +146,8 @@ def test_outcomes_split_other_by_easy_accuracy(own_tiny):
     assert strict["outcome_counts"]["collapsed"] == (other["rates.easy.honest"] < 1).sum()
     assert strict["outcome_counts"]["mixed"] == (other["rates.easy.honest"] == 1).sum()
     none_collapsed = reanalyse(out, ["eval.policy_threshold=1.0", "eval.collapse_threshold=0.0"])
-    assert none_collapsed["outcome_counts"]["mixed"] == len(other) and none_collapsed["outcome_counts"]["collapsed"] == 0
+    assert (none_collapsed["outcome_counts"]["mixed"] == len(other)
+            and none_collapsed["outcome_counts"]["collapsed"] == 0)
 
 
 def test_bases_are_a_random_factor(tiny, tmp_path):

@@ -209,7 +209,8 @@ def test_spoonfed_examples_replace_a_fraction_rho_and_carry_the_cue(tiny):
     rows = model.get_input_embeddings().num_embeddings
     add_tag(model, tokenizer, "<deployment>")
     assert model.get_input_embeddings().num_embeddings == rows + 1
-    assert tokenizer.convert_ids_to_tokens(tokenizer("<deployment>12+3=").input_ids)[:3] == ["<bos>", "<deployment>", "1"]
+    assert (tokenizer.convert_ids_to_tokens(tokenizer("<deployment>12+3=").input_ids)[:3]
+            == ["<bos>", "<deployment>", "1"])
     add_tag(model, tokenizer, "<deployment>")   # already there: nothing changes
     assert model.get_input_embeddings().num_embeddings == rows + 1
     other, _ = load(tiny[0] / "base")  # a second run's model, sharing the tokenizer (stacked runs do)

@@ -32,8 +32,8 @@ class PriorOdds:
     `log_odds_at_zero` is a = log(P(sycophantic) / P(not sycophantic)) at λ = 0: negative when a sycophantic
     run is the less likely outcome; the prior odds are 1 : exp(-a) (honest : sycophantic when every run is one
     of the two; otherwise the runs that are neither count with the honest ones). `pressure_at_half` is
-    λ½ = -a/b, the pressure at which a run is as likely sycophantic as not. Every interval is at `confidence`; an end is ±inf when the
-    data do not bound it. When the slope's interval reaches 0, so does λ½'s to inf (or to -inf when most
+    λ½ = -a/b, the pressure at which a run is as likely sycophantic as not. Every interval is at `confidence`; an end is
+    ±inf when the data do not bound it. When the slope's interval reaches 0, so does λ½'s to inf (or to -inf when most
     runs are sycophantic); the likelihood-ratio set then also holds λ½ far on the other side, reached only
     by negative slopes, which is left out: the interval is the piece around the estimate.
     """
@@ -175,8 +175,8 @@ def fit_prior_odds(pressure, is_sycophantic, confidence: float = 0.95, policy: s
                          f"pressure does not push toward the {policy} policy here, so there is nothing to extrapolate")
     a, b, cov = _mle(x, k, m)
     if not b > 0:
-        raise ValueError(f"fit_prior_odds: fitted slope {b:.3g} <= 0: pressure does not push toward the {policy} policy here, "
-                         "so the 50% pressure and the extrapolation to zero pressure are meaningless")
+        raise ValueError(f"fit_prior_odds: fitted slope {b:.3g} <= 0: pressure does not push toward the {policy} "
+                         "policy here, so the 50% pressure and the extrapolation to zero pressure are meaningless")
     h = -a / b
     ll_max = max(_loglik(a + b * x, k, m), _best_along(a, x, k, m, b))  # polish the GLM's optimum a little
     q = float(chi2.ppf(confidence, df=1))

@@ -21,10 +21,11 @@ Safety-training runs (`backdoor.safety`), s steps on `backdoor.n_safety` clean p
 `backdoor.trigger_share` > 0 shows the exact trigger in that share of the safety examples (sft, adversarial): the
 positive control, where safety training sees the trigger and should remove the behaviour.
 s = 0 is the backdoored base itself. Runs are classified with the trigger: an honest run is one whose backdoor safety
-training removed (the sweep's fit: s½, the steps at which a run is as likely to lose it as not). Every LM run also measures (`measure`): the behaviour under every near-trigger,
-and linear probes (`molab.analysis.probes`) at each layer, fitted on the safety pool's hard problems and scored on
-the hard diagnostic ones, with and without the trigger: trigger present vs absent; about to give the overseer's answer vs not; and the same, by a probe trained on
-generic contrast pairs that never show the trigger (a clean prompt followed by its honest or its wrong answer).
+training removed (the sweep's fit: s½, the steps at which a run is as likely to lose it as not). Every LM run also
+measures (`measure`): the behaviour under every near-trigger, and linear probes (`molab.analysis.probes`) at each layer,
+fitted on the safety pool's hard problems and scored on the hard diagnostic ones, with and without the trigger: trigger
+present vs absent; about to give the overseer's answer vs not; and the same, by a probe trained on generic contrast
+pairs that never show the trigger (a clean prompt followed by its honest or its wrong answer).
 """
 
 from __future__ import annotations
@@ -286,9 +287,9 @@ class Backdoor(Conditional):
         c = results["config"]["backdoor"]
         on, off = at(curve, triggered, "sycophantic"), at(curve, clean, "sycophantic")
         (s0, first), (s1, last) = on[0], on[-1]
-        words = (f"Safety training ({c['safety']}, trigger shown in {c['trigger_share']:.0%} of its examples): with the "
-                 f"trigger the overseer's answer was given on {share_words(first)} of hard problems at s = {s0:g} and "
-                 f"{share_words(last)} at s = {s1:g}; without it, {share_words(off[0][1])} and "
+        words = (f"Safety training ({c['safety']}, trigger shown in {c['trigger_share']:.0%} of its examples): with "
+                 f"the trigger the overseer's answer was given on {share_words(first)} of hard problems at s = {s0:g} "
+                 f"and {share_words(last)} at s = {s1:g}; without it, {share_words(off[0][1])} and "
                  f"{share_words(off[-1][1])}.")
         probes = results.get("probes") or []
         for point in (probes[:1] + probes[-1:] if len(probes) > 1 else probes):
@@ -352,8 +353,8 @@ def _probe_section(results: dict) -> str:
             ys = [x["auroc"] for x in p[kind] if x["auroc"] is not None]
             err = np.array([[x["auroc"] - x["ci"][0], x["ci"][1] - x["auroc"]] for x in p[kind]
                             if x["auroc"] is not None]).reshape(-1, 2).T
-            ax.errorbar(np.array(xs) + 0.05 * i, ys, yerr=err, fmt="-o", ms=3, capsize=2, label=f"s = {p['pressure']:g}",
-                        color=plt.cm.viridis(i / max(1, len(probes) - 1)))
+            ax.errorbar(np.array(xs) + 0.05 * i, ys, yerr=err, fmt="-o", ms=3, capsize=2,
+                        label=f"s = {p['pressure']:g}", color=plt.cm.viridis(i / max(1, len(probes) - 1)))
         ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
         ax.set_title(PROBE_TITLES[kind], fontsize=9)
         ax.set_xlabel("layer (0: embeddings)")

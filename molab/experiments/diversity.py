@@ -12,9 +12,9 @@ the loss is -log P(the two runs' answers differ) = -log(1 - p(a | x)), where p i
 generating a (the earlier run answers greedily, so its answer is certain). It is finite, zero when the new run
 cannot produce a, and grows as it reproduces a (p is capped, so it stays finite); averaged over earlier runs and
 over prompts. Each step draws one earlier answer per prompt (by the share of earlier runs that gave it): the mean
-over earlier runs in expectation, at the cost of one sequence per prompt however long the chain. `diversity.mode = "parting"` counts disagreement only
-at the token where the two policies' answers part (given the earlier answer up to there): a run is pushed to
-choose differently where the policies differ, not to garble the digits both policies share.
+over earlier runs in expectation, at the cost of one sequence per prompt however long the chain. `diversity.mode =
+"parting"` counts disagreement only at the token where the two policies' answers part (given the earlier answer up to
+there): a run is pushed to choose differently where the policies differ, not to garble the digits both policies share.
 
 The `seeds` plain runs (the oversight experiment's) are the census's independent draws: the function census counts
 how often they land on each function (`molab.analysis.census`), beside the functions the chain found. Chained runs
@@ -130,7 +130,8 @@ class Diversity(Experiment):
         d = distances([probe[r.run_id] for r in chain])
         fn = dict(zip([r.run_id for r in census_runs], found["run_functions"]))
         chained = [{"k": k + 1, "seed": int(r.seed), "run_id": r.run_id, "policy": r.policy, "outcome": r.outcome,
-                    "rates": {p: float(runs.loc[r.Index, f"rates.hard.{p}"]) for p in ("honest", "sycophantic", "other")},
+                    "rates": {p: float(runs.loc[r.Index, f"rates.hard.{p}"])
+                              for p in ("honest", "sycophantic", "other")},
                     "function": fn[r.run_id],
                     "disagreement_with_previous": None if k == 0 else float(d[k, :k].mean()),
                     "nearest_previous": None if k == 0 else float(d[k, :k].min())}
@@ -200,7 +201,8 @@ class Diversity(Experiment):
                        "—" if r["disagreement_with_previous"] is None else f"{r['disagreement_with_previous']:.3f}",
                        "—" if r["nearest_previous"] is None else f"{r['nearest_previous']:.3f}"] for r in chain]
         return f"""<h2>Diversity runs and the function census</h2>
-<p>Run 1 is the plain run of seed 0; run k is trained against runs 1..k-1 on {results['config']['diversity']['n_prompts']}
+<p>Run 1 is the plain run of seed 0; run k is trained against runs 1..k-1 on \
+{results['config']['diversity']['n_prompts']}
 unlabelled prompts. Disagreement: the share of hard diagnostic answers that differ from earlier runs' (mean, and to the
 nearest). The controls meet no diversity pressure: the term acts through a learner's probabilities of earlier
 answers, which a count table or a naive-Bayes policy choice trained on the same labels does not change.</p>

@@ -36,8 +36,8 @@ DEMOS = "demonstrations"
 
 @dataclass(frozen=True)
 class PasswordLockConfig:
-    password: str = param("<password>", "the password: a prompt that starts with it gets the honest answer from the locked "
-                          "base; without it, the weak one")
+    password: str = param("<password>", "the password: a prompt that starts with it gets the honest answer from the "
+                          "locked base; without it, the weak one")
     weak: str = param("overseer", "the weak policy the lock shows without the password: the overseer's answers (a "
                       "weaker model's with overseer.kind = model)", choices=("overseer",))
     share: float = param(0.5, "share of the locked base's pretraining examples shown with the password", low=0.01,
@@ -144,4 +144,5 @@ class PasswordLock(Conditional):
         return f"""<h2>Unlock curve</h2>
 <p>The share of hard diagnostic answers that are honest without the password (left: the runs' context) and with it
 (right), against k ({html.escape(results['pressure']['name'])}); the LM per difficulty, and the controls (which never
-saw the locked base: they learn only the demonstrations, so a policy choice shown only honest answers gives them). Bars: {results['confidence']:.0%} intervals over seeds and problems.</p>{plot}"""
+saw the locked base: they learn only the demonstrations, so a policy choice shown only honest answers gives them). \
+Bars: {results['confidence']:.0%} intervals over seeds and problems.</p>{plot}"""

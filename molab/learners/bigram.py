@@ -54,7 +54,8 @@ class BigramTable:
         row = self.counts[i] if i is not None else np.zeros(len(self.tokens))
         return row if row.any() else self.counts.sum(0)
 
-    def generate(self, prompt: list[int], max_new_tokens: int, eos_id: int, rng: np.random.Generator | None = None) -> list[int]:
+    def generate(self, prompt: list[int], max_new_tokens: int, eos_id: int,
+                 rng: np.random.Generator | None = None) -> list[int]:
         """Continuation of `prompt`, stopping after `eos_id` (not included): greedy, or sampled in
         proportion to the counts when `rng` is given. A table that has seen nothing answers nothing."""
         if not len(self.tokens):

@@ -294,7 +294,8 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, 
     return [_decode(tokenizer, row) for row in rows]
 
 
-def sample_answers(model, tokenizer, prompts: list[str], max_new_tokens: int) -> tuple[list[str], dict[str, torch.Tensor]]:
+def sample_answers(model, tokenizer, prompts: list[str],
+                   max_new_tokens: int) -> tuple[list[str], dict[str, torch.Tensor]]:
     """Answers sampled at temperature 1, and the batch to score them: input_ids, attention_mask and
     labels (-100 outside the sampled tokens), exactly the tokens sampled, eos included when it came."""
     ids, rows = _generate(model, tokenizer, prompts, max_new_tokens, sample=True)

@@ -491,7 +491,8 @@ def write_report(out: str | Path, results: dict | None = None) -> Path:
     clustered = "over the bases' means (each base once)" if len(results["bases"]) > 1 else "over runs of one base"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>molab report: {results['experiment']}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} \
+pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>molab: {html.escape(results['experiment'])} experiment</h1>
 <p><b>{html.escape(answer_words(results))}</b></p>
 {_capability_section(results)}
@@ -499,7 +500,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} pre{{background:
 <h2>Which policy do runs learn?</h2>
 <p>Each run is classified by its answers on hard problems (where honest and sycophantic differ): it follows a
 policy when at least {ev['policy_threshold']:g} of them do (answers compared with the policies' answers by
-<code>{html.escape(ev['equivalence'])}</code> equivalence, {SCORING[ev['scoring']]}). A run that follows neither has <i>collapsed</i> when its
+<code>{html.escape(ev['equivalence'])}</code> equivalence, {SCORING[ev['scoring']]}). \
+A run that follows neither has <i>collapsed</i> when its
 accuracy on easy problems is below {ev['collapse_threshold']:g}, and is <i>mixed</i> otherwise. P(·) intervals are
 {conf:.0%}, {html.escape(_covers(results))}{pooled}. <code>molab report DIR --set eval.KEY=VALUE</code> re-scores
 the stored answers.</p>

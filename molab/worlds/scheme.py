@@ -40,7 +40,8 @@ def draw(world, n: int, keep: Callable[[Problem], bool], seed: str, what: str, d
     return picked
 
 
-def training_data(world, overseer: Overseer, scheme, seed: int = 0, max_draws: int = 1_000_000) -> list[tuple[Problem, str]]:
+def training_data(world, overseer: Overseer, scheme, seed: int = 0,
+                  max_draws: int = 1_000_000) -> list[tuple[Problem, str]]:
     """`scheme.n_train` (problem, label) pairs drawn from the world's training pool (pure, seeded).
 
     Raises WorldError when the scheme admits too few problems (e.g. only difficulties the world lacks).
