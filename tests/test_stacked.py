@@ -262,12 +262,12 @@ def test_stacked_runs_start_as_they_would_alone(tiny, monkeypatch, tmp_path):
             assert run["stacked"] == 3 and its_own(run, alone, seed)
             model, tokenizer = load(run["weights"])
             prompts = [setup.experiment.conditions(setup)["neutral"](p) for p in setup.diagnostic]
-            kept = {"answers": {"neutral": generate_answers(model, tokenizer, prompts, setup.answer_len(tokenizer))}}
-            assert its_own(kept, [{"answers": {"neutral": r["answers"]["neutral"]}} for r in together], seed)
+            kept = generate_answers(model, tokenizer, prompts, setup.answer_len(tokenizer))
+            assert its_own({"answers": {"neutral": kept}}, together, seed)
 
 
 def its_own(run: dict, runs: list[dict], seed: int) -> bool:
-    """Whether `run` (its answers by condition, and its metrics if it has them) is run `seed`'s among `runs`: on a
+    """Whether `run` (its answers in the conditions it has, and its metrics if any) is run `seed`'s among `runs`: on a
     CPU, whose kernels multiply one model and a stack of them in the same order, the same answers and metrics
     within 1%; on a GPU, whose kernels for the two round differently (on the tiny base some answers are near ties,
     and Adam's first steps follow the sign of tiny gradients), closer to run `seed`'s in both than to any other run's
